@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# tensorflow-cpu here; `make TF_EXTRA=gpu ...` installs tensorflow[and-cuda] instead.
+TF_EXTRA ?= cpu
+
+.PHONY: demo test data clean
+
+$(STAMP): setup.py constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed; on Debian install it with: apt-get install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(TF_EXTRA),test]'
+	@touch $(STAMP)
+
+# The real Fashion-MNIST files from Debian's package, where apt can install them.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null \
+	  || echo "note: could not install dataset-fashion-mnist; see README.md (Data)"; \
+	else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the offline Fashion-MNIST files"; fi
+
+demo: $(STAMP) data
+	$(BIN)/python main.py --mode=summary --model_name=efficientnetv2-s
+
+test: $(STAMP) data
+	$(BIN)/pytest -q tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Input pipelines: a registry of tfds datasets, Fashion-MNIST from IDX files, image folders."""

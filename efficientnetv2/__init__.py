@@ -1,0 +1,64 @@
+"""EfficientNetV2 and EfficientNet (V1) as Keras 3 models built from block strings.
+
+    import efficientnetv2
+    model = efficientnetv2.get_model("efficientnetv2-s", num_classes=10)
+    model = efficientnetv2.get_model(["r1_k3_s1_e1_i16_o16_c1", "r2_k3_s2_e4_i16_o32_se0.25"])
+
+Models take images normalised to [-1, 1] ((x - 128) / 128), any size, channels last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from efficientnetv2.block_strings import (
+    BlockArgs,
+    decode_block_string,
+    decode_block_strings,
+    encode_block_string,
+    encode_block_strings,
+)
+from efficientnetv2.builder import (
+    OVERRIDES,
+    ModelOptions,
+    build_model,
+    feature_endpoints,
+    feature_extractor,
+    resolve_options,
+    round_filters,
+    round_repeats,
+)
+from efficientnetv2.errors import UserError
+from efficientnetv2.families import ARCHITECTURES, model_names
+
+__all__ = [
+    "ARCHITECTURES", "OVERRIDES", "BlockArgs", "ModelOptions", "UserError",
+    "decode_block_string", "decode_block_strings", "encode_block_string",
+    "encode_block_strings", "feature_endpoints", "feature_extractor", "get_model",
+    "model_names", "round_filters", "round_repeats",
+]
+
+
+def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_top: bool = True,
+              *, input_shape: tuple | None = None, pooling: str | None = None,
+              features_only: bool = False, **overrides) -> keras.Model:
+    """Builds an EfficientNet(V2) as a functional Keras model.
+
+    Args:
+      model_name: a name from `model_names()` or a list of block strings (a custom model).
+      num_classes: size of the classifier (with `include_top`).
+      include_top: add pooling, dropout and the classifier; otherwise output the head's
+        feature map (or a pooled vector with `pooling='avg'|'max'`).
+      input_shape: fixed input shape; default any size, 3 channels.
+      features_only: return a model whose outputs are the endpoints `reduction_1..5`.
+      **overrides: any of `OVERRIDES` (width_coefficient, dropout_rate, survival_prob,
+        activation, bn_momentum, bn_epsilon, synchronized_bn, data_format, blocks, ...).
+    Raises:
+      UserError (a ValueError) for unknown names, bad block strings or bad options.
+    """
+    name, options = resolve_options(model_name, overrides)
+    model = build_model(options, num_classes=num_classes, include_top=include_top and not features_only,
+                        input_shape=input_shape, pooling=pooling, name=name)
+    return feature_extractor(model) if features_only else model

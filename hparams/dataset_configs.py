@@ -1,0 +1,61 @@
+"""Per-dataset training configs, selected case-insensitively by `--dataset_cfg`.
+
+Each entry overrides parts of the base config; `data.ds_name` names the input pipeline in
+the datasets registry.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from efficientnetv2.errors import UserError
+
+_FINETUNE = {
+    # Fine-tuning uses less regularization because it trains for few steps.
+    "model": {"dropout_rate": 0.000001, "survival_prob": 0.8},
+    "train": {"batch_size": 512, "stages": 0, "sched": False, "epochs": 15,
+              "optimizer": "rmsprop", "lr_sched": "constant", "lr_base": 0.0005,
+              "lr_warmup_epoch": 1.0, "ema_decay": 0.9996, "weight_decay": 1e-5,
+              "label_smoothing": 0.1, "min_steps": 10000},
+    "data": {"ds_name": "imagenettfds", "augname": "ft", "mixup_alpha": 0.0,
+             "cutmix_alpha": 0.0},
+}
+
+
+def _finetune(ds_name: str) -> dict:
+    config = copy.deepcopy(_FINETUNE)
+    config["data"]["ds_name"] = ds_name
+    return config
+
+
+DATASET_CONFIGS: dict[str, dict] = {
+    "imagenet": {
+        "data": {"ds_name": "imagenet", "multiclass": False},
+        "train": {"epochs": 350, "lr_base": 0.016, "lr_warmup_epoch": 5.0,
+                  "lr_sched": "exponential", "label_smoothing": 0.1},
+        "eval": {"batch_size": 8},
+    },
+    "imagenet21k": {
+        "model": {"dropout_rate": 0.000001, "survival_prob": 1.0},
+        "data": {"ds_name": "imagenet21k", "multiclass": True, "augname": "none",
+                 "mixup_alpha": 0.0, "cutmix_alpha": 0.0},
+        "train": {"epochs": 60, "lr_base": 0.008, "lr_warmup_epoch": 1.0,
+                  "lr_sched": "cosine", "label_smoothing": 0.0, "isize": 224,
+                  "stages": 0, "sched": False},
+        "eval": {"batch_size": 128, "isize": 224},
+    },
+    "imagenetft": _finetune("imagenettfds"),
+    "cifar10ft": _finetune("cifar10"),
+    "cifar100ft": _finetune("cifar100"),
+    "flowersft": _finetune("flowers"),
+    "tfflowersft": _finetune("tfflowers"),
+    "carsft": _finetune("cars"),
+}
+
+
+def dataset_config(name: str) -> dict:
+    """The overrides of a dataset config name (case-insensitive)."""
+    key = name.lower()
+    if key not in DATASET_CONFIGS:
+        raise UserError(f"unknown dataset config {name!r}; valid: {', '.join(DATASET_CONFIGS)}")
+    return copy.deepcopy(DATASET_CONFIGS[key])

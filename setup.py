@@ -1,0 +1,41 @@
+"""Installs the model library `efficientnetv2` with its data, config and training packages.
+
+The repository's `datasets/`, `hparams/` and `training/` folders install as
+`efficientnetv2.datasets`, `efficientnetv2.hparams` and `efficientnetv2.training`: nothing is
+installed under a top-level name such as `datasets`, which belongs to Hugging Face.
+"""
+
+from setuptools import setup
+
+setup(
+    name="efficientnetv2-keras",
+    version="0.1.0",
+    description="EfficientNetV2 / EfficientNet in TensorFlow 2 and Keras 3: models from block "
+                "strings, progressive training, evaluation and export.",
+    python_requires=">=3.10",
+    packages=["efficientnetv2", "efficientnetv2.datasets", "efficientnetv2.hparams",
+              "efficientnetv2.training"],
+    package_dir={
+        "efficientnetv2": "efficientnetv2",
+        "efficientnetv2.datasets": "datasets",
+        "efficientnetv2.hparams": "hparams",
+        "efficientnetv2.training": "training",
+    },
+    install_requires=[
+        "keras>=3.10,<4",
+        "tensorflow-datasets>=4.9.9",
+        "ml-collections>=1.1",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "pyyaml>=6.0",
+        "matplotlib>=3.8",
+        "pillow>=10.0",
+    ],
+    extras_require={
+        # One TensorFlow distribution: the small CPU build, or the full one for NVIDIA GPUs.
+        "cpu": ["tensorflow-cpu>=2.21,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # Hugging Face's `datasets` is installed for the test that both packages coexist.
+        "test": ["pytest>=8", "datasets>=3"],
+    },
+)

@@ -1,0 +1,100 @@
+import pytest
+import yaml
+
+import efficientnetv2
+from efficientnetv2 import hparams
+from efficientnetv2.hparams import parse_hparam_str, parse_value
+
+
+def test_parse_values():
+    assert parse_value("1") == 1 and isinstance(parse_value("1.5"), float)
+    assert parse_value("true") is True and parse_value("False") is False
+    assert parse_value("none") is None
+    assert parse_value("a|b|c") == ["a", "b", "c"]
+    assert parse_value("1|2") == [1, 2]
+    assert parse_value("efficientnetv2-s") == "efficientnetv2-s"
+    # Literals only: nothing is evaluated.
+    assert parse_value("__import__('os').getcwd()") == "__import__('os').getcwd()"
+
+
+def test_hparam_str_overrides_with_types():
+    config = hparams.build_config("efficientnetv2-s", "imagenet",
+                                  hparam_str="train.epochs=3,train.lr_base=1,model.blocks="
+                                             "r1_k3_s1_e1_i8_o8_c1|r1_k3_s2_e4_i8_o16,"
+                                             "train.sched=false,data.augname=autoaug")
+    assert config.train.epochs == 3
+    assert config.train.lr_base == 1.0 and isinstance(config.train.lr_base, float)
+    assert config.model.blocks == ["r1_k3_s1_e1_i8_o8_c1", "r1_k3_s2_e4_i8_o16"]
+    assert config.train.sched is False
+    assert config.data.augname == "autoaug"
+
+
+@pytest.mark.parametrize("hparam_str, message", [
+    ("train.epoch=3", "unknown config key 'train.epoch'; closest: train.epochs"),
+    ("trian.lr_base=1", "closest: train.lr_base"),
+    ("train.epochs=abc", "'train.epochs' expects int, got 'abc'"),
+    ("train.epochs=2.5", "'train.epochs' expects int"),
+    ("train.sched=3", "'train.sched' expects bool"),
+    ("train", "not key=value"),
+    ("model.blocks=r1_k3", "block string 'r1_k3'"),
+    ("model.model_name=custom", "needs block strings"),
+])
+def test_bad_overrides_fail_with_one_line(hparam_str, message):
+    with pytest.raises(efficientnetv2.UserError, match=message) as error:
+        hparams.build_config(hparam_str=hparam_str)
+    assert "\n" not in str(error.value)
+
+
+def test_model_and_dataset_configs():
+    s = hparams.build_config("efficientnetv2-s", "imagenet")
+    assert (s.train.isize, s.eval.isize, s.train.stages, s.train.sched) == (300, 384, 4, True)
+    assert (s.data.ram, s.data.mixup_alpha, s.model.dropout_rate) == (10, 0.0, 0.2)
+    l = hparams.build_config("efficientnetv2-l", "ImageNet")  # case-insensitive
+    assert (l.data.ram, l.data.mixup_alpha, l.data.cutmix_alpha, l.eval.isize) == (20, 0.5, 0.5, 480)
+    b3 = hparams.build_config("efficientnet-b3", "cifar10ft")
+    assert (b3.model.width_coefficient, b3.model.depth_coefficient) == (1.2, 1.4)
+    assert (b3.train.lr_sched, b3.train.batch_size, b3.data.ds_name) == ("constant", 512, "cifar10")
+    k21 = hparams.build_config("efficientnetv2-m", "imagenet21k")
+    assert (k21.train.stages, k21.train.lr_sched, k21.data.multiclass) == (0, "cosine", True)
+
+
+def test_every_model_and_dataset_config_is_valid():
+    for name in efficientnetv2.model_names():
+        for dataset in hparams.DATASET_CONFIGS:
+            hparams.build_config(name, dataset)
+    with pytest.raises(efficientnetv2.UserError, match="unknown dataset config"):
+        hparams.build_config("efficientnetv2-s", "mnisst")
+
+
+def test_yaml_file_and_precedence(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 7\n  lr_base: 0.1\nmodel.dropout_rate: 0.4\n")
+    config = hparams.build_config("efficientnetv2-s", "imagenet", str(path), "train.lr_base=0.2")
+    assert (config.train.epochs, config.train.lr_base, config.model.dropout_rate) == (7, 0.2, 0.4)
+
+
+def test_yaml_is_safe_loaded(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("train: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(efficientnetv2.UserError, match="not valid YAML"):
+        hparams.build_config(config_file=str(path))
+    with pytest.raises(efficientnetv2.UserError, match="does not exist"):
+        hparams.build_config(config_file=str(tmp_path / "missing.yaml"))
+
+
+def test_saved_config_reloads_to_the_same_config(tmp_path):
+    config = hparams.build_config("efficientnetv2-b0", "cifar10ft", hparam_str="train.epochs=2")
+    path = hparams.save_config(config, str(tmp_path / "run"))
+    assert yaml.safe_load(open(path)) == config.to_dict()
+    again = hparams.build_config("efficientnetv2-b0", "cifar10ft", config_file=path)
+    assert again.to_dict() == config.to_dict()
+
+
+def test_model_arguments_build_the_configured_model():
+    config = hparams.build_config("efficientnetv2-s", "imagenet", hparam_str=(
+        "model.model_name=custom,model.blocks=r1_k3_s1_e1_i8_o8_c1|r1_k3_s2_e4_i8_o16,"
+        "model.feature_size=16,model.dropout_rate=0.5"))
+    name, overrides = hparams.model_arguments(config)
+    model = efficientnetv2.get_model(name, num_classes=3, **overrides)
+    assert model.name == "custom" and model.get_layer("top_dropout").rate == 0.5
+    assert model.get_layer("head").filters == 16

@@ -1,0 +1,43 @@
+"""The command line, run as a user runs it: a subprocess from the repository root."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_summary_prints_counts_beside_the_paper(tmp_path):
+    result = run_main("--mode=summary", "--model_name=efficientnetv2-b0",
+                      f"--model_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| efficientnetv2-b0"))
+    assert "| 224 | 7,200,312 | 7,139,704 | yes | 0.718 | 7.1 | 0.72 |" in row
+    assert "multiply-adds" in result.stdout
+    assert (tmp_path / "config.yaml").exists()
+
+
+def test_summary_of_a_custom_architecture_at_a_given_size():
+    result = run_main("--mode=summary", "--model_name=custom", "--image_size=64",
+                      "--hparam_str=model.blocks=r1_k3_s1_e1_i8_o8_c1|r1_k3_s2_e4_i8_o16")
+    assert result.returncode == 0, result.stderr
+    assert "| custom | 64 |" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model_name=efficientnetv2-q"], "error: unknown model name 'efficientnetv2-q'; valid names:"),
+    (["--hparam_str=train.epoch=1"], "error: --hparam_str: unknown config key 'train.epoch'"),
+    (["--mode=bench"], "error: --mode=bench is not available yet"),
+])
+def test_user_errors_are_one_line_with_exit_2(args, message):
+    result = run_main("--mode=summary", *args) if "--mode=bench" not in args else run_main(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,1 @@
+"""The training loop: strategies, schedules, progressive learning, checkpoints."""
