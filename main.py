@@ -19,12 +19,14 @@ except ModuleNotFoundError:
 
 from absl import app, flags  # noqa: E402
 
+from efficientnetv2.errors import UserError  # noqa: E402
+
 MODES = ("summary", "train", "eval", "traineval", "export", "predict", "inspect_data",
          "bench", "study")
 PLANNED = {
     "train": "the training issue", "eval": "the training issue",
     "traineval": "the training issue", "export": "the export issue",
-    "predict": "the export issue", "inspect_data": "the data issue",
+    "predict": "the export issue",
     "bench": "the benchmarks issue", "study": "the benchmarks issue",
 }
 
@@ -38,6 +40,8 @@ flags.DEFINE_string("config_file", None, "YAML file of config overrides.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and the run's config.")
 flags.DEFINE_string("data_dir", None, "Directory of the dataset's files (sets data.data_dir).")
 flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).")
+flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1: the last).")
+flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.")
 FLAGS = flags.FLAGS
 
 
@@ -50,8 +54,7 @@ def run_summary() -> None:
         summaries = [summarize(name, lambda n=name: efficientnetv2.get_model(n), FLAGS.image_size)
                      for name in efficientnetv2.model_names()]
     else:
-        config = hparams.build_config(FLAGS.model_name, FLAGS.dataset_cfg, FLAGS.config_file,
-                                      FLAGS.hparam_str, {"data.data_dir": FLAGS.data_dir})
+        config = build_config()
         name, overrides = hparams.model_arguments(config)
         classes = config.model.num_classes or 1000
         summaries = [summarize(config.model.model_name,
@@ -64,16 +67,61 @@ def run_summary() -> None:
           "(the paper's convention); '= original' compares with the original code's counts.")
 
 
+def build_config():
+    from efficientnetv2 import hparams
+
+    return hparams.build_config(FLAGS.model_name, FLAGS.dataset_cfg, FLAGS.config_file,
+                                FLAGS.hparam_str, {"data.data_dir": FLAGS.data_dir})
+
+
+def run_inspect_data() -> None:
+    import os
+
+    from efficientnetv2 import hparams
+    from efficientnetv2.datasets import Augmentation, DataInput
+    from efficientnetv2.datasets.inspect import first_batch, throughput, write_grid
+    from efficientnetv2.training.progressive import all_stages
+
+    config = build_config()
+    stages = all_stages(config)
+    stage = stages[FLAGS.stage] if -len(stages) <= FLAGS.stage < len(stages) else None
+    if stage is None:
+        raise UserError(f"--stage={FLAGS.stage} out of range: this config has {len(stages)} stage(s)")
+    out_dir = FLAGS.model_dir or os.path.join("runs", "inspect", config.data.ds_name)
+    os.makedirs(out_dir, exist_ok=True)
+    hparams.save_config(config, out_dir)
+    seed = config.train.seed
+    train = DataInput(config.data, config.train.split, True, seed=seed)
+    aug = Augmentation(config.data.augname, config.data.ra_num_layers, stage.ram,
+                       stage.mixup_alpha, stage.cutmix_alpha)
+    train_ds = train.dataset(max(FLAGS.num_images, 64), stage.image_size, aug)
+    path = write_grid(*first_batch(train_ds, FLAGS.num_images), train.class_names,
+                      os.path.join(out_dir, f"train_stage{stage.index}.png"),
+                      f"{config.data.ds_name} train, stage {stage.index}: {stage.image_size}px, "
+                      f"{config.data.augname} {stage.ram:.1f}, mixup {stage.mixup_alpha:.2f}, "
+                      f"cutmix {stage.cutmix_alpha:.2f}")
+    print(f"wrote {path}")
+    evaluation = DataInput(config.data, config.eval.split, False, seed=seed)
+    eval_ds = evaluation.dataset(max(FLAGS.num_images, 64), config.eval.isize)
+    path = write_grid(*first_batch(eval_ds, FLAGS.num_images), evaluation.class_names,
+                      os.path.join(out_dir, "eval.png"),
+                      f"{config.data.ds_name} eval: {config.eval.isize}px centre crop")
+    print(f"wrote {path}")
+    rate = throughput(train_ds, batches=20)
+    print(f"train pipeline: {rate:,.0f} images/s at {stage.image_size}px "
+          f"({train.source.origin}, {train.num_examples:,} images)")
+    for line in train.source.skipped + evaluation.source.skipped:
+        print(f"skipped {line}")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from efficientnetv2.errors import UserError
-
     try:
         if FLAGS.mode in PLANNED:
             raise UserError(f"--mode={FLAGS.mode} is not available yet; it arrives with "
-                            f"{PLANNED[FLAGS.mode]}. Available now: summary")
-        run_summary()
+                            f"{PLANNED[FLAGS.mode]}. Available now: summary, inspect_data")
+        {"summary": run_summary, "inspect_data": run_inspect_data}[FLAGS.mode]()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

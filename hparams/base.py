@@ -56,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
             "ft_init_ema": True,
             "varsexp": config_dict.placeholder(str),
             "seed": 0,
+            "dropout_base": 0.1,  # first stage's dropout when train.sched is on.
         },
         "eval": {
             "batch_size": 64,
@@ -71,7 +72,11 @@ def base_config() -> ml_collections.ConfigDict:
             "mixup_alpha": 0.0,
             "cutmix_alpha": 0.0,
             "ibase": 128,
+            "min_crop_area": 0.05,  # random-area crop: fraction of the image, at least.
+            "crop_padding": 32,  # eval centre crop keeps size / (size + crop_padding).
             "cache": True,
+            "shuffle_buffer": 16384,
+            "val_fraction": 0.1,  # imagefolder without val/: seeded share of each class.
             "multiclass": False,
         },
         "runtime": {

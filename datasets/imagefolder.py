@@ -1,0 +1,144 @@
+"""A user's own images: one sub-folder per class, checked before training starts.
+
+Layouts: `root/<class>/*.jpg` (the validation split is a fixed, seeded fraction of each
+class) or `root/train/<class>/...` + `root/val/<class>/...`. Decisions on bad input:
+- corrupt, truncated, zero-byte or non-image files with an image extension: skipped, counted
+  and reported (a warning now, the count again at the end of a run);
+- files of other extensions: ignored and counted;
+- images TensorFlow cannot decode (1-bit BMP, TIFF or WebP renamed .jpg, ...): converted once
+  to PNG in a cache folder; 1, 2 and 4 channels, palettes and CMYK become RGB in the pipeline;
+- a missing folder, an empty class folder, a single class, or train/val with different
+  classes: a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from efficientnetv2.errors import UserError
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+TF_DECODABLE = {"JPEG": None, "PNG": None, "GIF": None, "BMP": ("RGB", "RGBA", "L")}
+VALIDATION_FOLDERS = ("val", "validation")
+CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "efficientnetv2", "converted")
+
+
+@dataclasses.dataclass
+class FolderScan:
+    root: str
+    class_names: list[str]
+    paths: list[str]
+    labels: list[int]
+    skipped: list[str]  # "path: reason"
+    ignored: int  # files that are not images by their extension
+
+
+def _class_folders(directory: str) -> list[str]:
+    return sorted(d for d in os.listdir(directory)
+                  if os.path.isdir(os.path.join(directory, d)) and not d.startswith("."))
+
+
+def _convert_to_png(path: str, image: Image.Image) -> str:
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    stat = os.stat(path)
+    key = hashlib.sha1(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime}".encode()).hexdigest()
+    target = os.path.join(CACHE_DIR, f"{key}.png")
+    if not os.path.exists(target):
+        image.convert("RGB").save(target)
+    return target
+
+
+def check_image(path: str) -> tuple[str | None, str | None]:
+    """(path TensorFlow can decode, None) or (None, reason it is unusable)."""
+    if os.path.getsize(path) == 0:
+        return None, "empty file"
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.width == 0 or image.height == 0:
+                return None, "zero-sized image"
+            modes = TF_DECODABLE.get(image.format, ())
+            if modes is not None and image.mode not in modes:
+                return _convert_to_png(path, image), None
+    except Exception as e:  # PIL raises many types for damaged files
+        return None, f"not a readable image ({type(e).__name__})"
+    return path, None
+
+
+def _scan_classes(directory: str, class_names: list[str], skipped: list[str]
+                  ) -> tuple[list[list[str]], int]:
+    per_class, ignored = [], 0
+    for name in class_names:
+        folder = os.path.join(directory, name)
+        usable = []
+        for file in sorted(os.listdir(folder)):
+            path = os.path.join(folder, file)
+            if not os.path.isfile(path) or file.startswith("."):
+                continue
+            if not file.lower().endswith(EXTENSIONS):
+                ignored += 1
+                continue
+            good, reason = check_image(path)
+            if good:
+                usable.append(good)
+            else:
+                skipped.append(f"{path}: {reason}")
+        if not usable:
+            raise UserError(f"class folder {folder!r} has no usable images; add images "
+                            f"({', '.join(EXTENSIONS)}) or remove the folder")
+        per_class.append(usable)
+    return per_class, ignored
+
+
+def _seeded_split(per_class: list[list[str]], split: str, val_fraction: float, seed: int
+                  ) -> list[list[str]]:
+    """Per class, a fixed seeded shuffle; the first `val_fraction` is the validation split."""
+    chosen = []
+    for index, paths in enumerate(per_class):
+        order = np.random.RandomState(seed + index).permutation(len(paths))
+        num_val = min(len(paths) - 1, max(1, int(round(len(paths) * val_fraction))))
+        picked = order[:num_val] if split != "train" else order[num_val:]
+        chosen.append([paths[i] for i in sorted(picked)])
+    return chosen
+
+
+def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, seed: int = 0
+                      ) -> FolderScan:
+    """Lists and checks the images of `split` ('train', or 'eval'/'minival' for validation)."""
+    if not root:
+        raise UserError("dataset 'imagefolder' needs --data_dir=FOLDER with one sub-folder per class")
+    if not os.path.isdir(root):
+        raise UserError(f"image folder {root!r} does not exist; pass an existing folder to --data_dir")
+    top = _class_folders(root)
+    val_name = next((v for v in VALIDATION_FOLDERS if v in top), None)
+    presplit = "train" in top and val_name is not None
+    directory = os.path.join(root, "train" if split == "train" else val_name) if presplit else root
+    class_names = _class_folders(directory)
+    if presplit:
+        other = _class_folders(os.path.join(root, val_name if split == "train" else "train"))
+        if other != class_names:
+            raise UserError(f"{root}: train/ and {val_name}/ hold different class folders "
+                            f"({sorted(set(class_names) ^ set(other))}); make them the same")
+    if len(class_names) < 2:
+        raise UserError(f"image folder {directory!r} has {len(class_names)} class folder(s); "
+                        f"a classifier needs at least 2 (one sub-folder per class)")
+    skipped: list[str] = []
+    per_class, ignored = _scan_classes(directory, class_names, skipped)
+    if not presplit:
+        if not 0 < val_fraction < 1:
+            raise UserError(f"data.val_fraction {val_fraction} must be in (0, 1)")
+        per_class = _seeded_split(per_class, split, val_fraction, seed)
+    paths = [p for group in per_class for p in group]
+    labels = [i for i, group in enumerate(per_class) for _ in group]
+    if skipped or ignored:
+        shown = "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        warnings.warn(f"image folder {directory}: skipped {len(skipped)} unreadable image(s)"
+                      f"{': ' + shown if skipped else ''}; ignored {ignored} non-image file(s)",
+                      stacklevel=2)
+    return FolderScan(root, class_names, paths, labels, skipped, ignored)

@@ -1,0 +1,122 @@
+"""tf.data input pipelines: source -> shard -> cache -> shuffle/repeat -> preprocess ->
+batch -> mixup/cutmix -> prefetch. Yields (images float32 [B, S, S, 3] in [-1, 1],
+labels float32 [B, classes], one-hot or multi-hot)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from efficientnetv2.errors import UserError
+
+from . import augment, preprocessing
+from .registry import get_spec
+from .sources import Source, load_source
+
+AUGMENTATIONS = ("randaug", "autoaug", "ft", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """What a training pipeline does beyond crop and flip; set per progressive stage."""
+
+    augname: str = "randaug"
+    ra_num_layers: int = 2
+    ram: float = 10.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+
+class DataInput:
+    """One split of a registry dataset; builds pipelines at any image size and augmentation.
+
+    The source is loaded once (and checked: missing files, bad folders), so that progressive
+    learning can build a pipeline per stage cheaply.
+    """
+
+    def __init__(self, data_config, split: str, is_training: bool, data_dir: str | None = None,
+                 seed: int = 0):
+        self.spec = get_spec(data_config.ds_name)
+        self.config = data_config
+        self.split = split
+        self.is_training = is_training
+        self.seed = seed
+        self.source: Source = load_source(self.spec, split, data_dir or data_config.data_dir,
+                                          data_config.val_fraction, seed)
+        if data_config.augname not in AUGMENTATIONS:
+            raise UserError(f"data.augname {data_config.augname!r} must be one of "
+                            f"{', '.join(AUGMENTATIONS)}")
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes or len(self.source.class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.source.class_names)
+
+    @property
+    def num_examples(self) -> int | None:
+        return self.source.num_examples
+
+    def default_augmentation(self) -> Augmentation:
+        c = self.config
+        return Augmentation(c.augname, c.ra_num_layers, c.ram, c.mixup_alpha, c.cutmix_alpha)
+
+    def _preprocess(self, image_size: int, aug: Augmentation):
+        encoded = self.source.encoded
+        num_classes, multiclass = self.num_classes, self.spec.multiclass
+        min_area, crop_padding = self.config.min_crop_area, self.config.crop_padding
+        is_training, base_seed = self.is_training, self.seed
+
+        def fn(index, example):
+            image, label = example
+            image = preprocessing.decode(image, encoded)
+            seed = tf.stack([tf.constant(base_seed, tf.int64), index])
+            crop_seed, flip_seed, aug_seed = tf.unstack(
+                tf.random.experimental.stateless_split(seed, 3))
+            if is_training and aug.augname != "ft":
+                image = preprocessing.random_crop(image, crop_seed, min_area)
+                image = preprocessing.random_flip(preprocessing.resize(image, image_size), flip_seed)
+                if aug.augname == "randaug":
+                    image = augment.randaugment(image, aug_seed, aug.ra_num_layers, aug.ram)
+                elif aug.augname == "autoaug":
+                    image = augment.autoaugment(image, aug_seed)
+            elif is_training:  # fine-tuning: resize, flip, cutout
+                image = preprocessing.random_flip(preprocessing.resize(image, image_size), flip_seed)
+                image = preprocessing.cutout(image, aug_seed)
+            else:
+                image = preprocessing.resize(
+                    preprocessing.center_crop(image, image_size, crop_padding), image_size)
+            image.set_shape([image_size, image_size, 3])
+            if multiclass:
+                target = tf.cast(label, tf.float32)
+            else:
+                target = tf.one_hot(label, num_classes, dtype=tf.float32)
+            return preprocessing.normalize(image), target
+        return fn
+
+    def dataset(self, batch_size: int, image_size: int, augmentation: Augmentation | None = None,
+                input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """The pipeline; `batch_size` is per replica when `input_context` is given."""
+        aug = augmentation or self.default_augmentation()
+        ds = self.source.dataset
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if self.config.cache and not self.source.in_memory:
+            ds = ds.cache()
+        if self.is_training:
+            ds = ds.shuffle(self.config.shuffle_buffer, seed=self.seed,
+                            reshuffle_each_iteration=True).repeat()
+        ds = ds.enumerate().map(self._preprocess(image_size, aug),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=self.is_training,
+                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        mixer = augment.BatchMixer(aug.mixup_alpha, aug.cutmix_alpha, self.seed)
+        if self.is_training and mixer.active:
+            ds = ds.map(mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        options = tf.data.Options()
+        options.deterministic = True
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

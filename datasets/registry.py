@@ -1,0 +1,99 @@
+"""The dataset registry: each name declares its source, classes, splits and preprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from efficientnetv2.errors import UserError
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+DIGITS = tuple(str(i) for i in range(10))
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split: its size and where it comes from (a tfds split or TFRecord files)."""
+
+    num_images: int | None
+    tfds_split: str | None = None
+    files: str | None = None  # glob of TFRecord files inside data_dir
+    file_slice: tuple[int | None, int | None] = (None, None)  # of the sorted files
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What a registry name means.
+
+    source: 'tfds' (tensorflow-datasets), 'idx' (MNIST-format files, offline, else tfds),
+    'tfrecord' (ImageNet-style TFRecord files) or 'imagefolder' (one folder per class).
+    """
+
+    name: str
+    source: str
+    num_classes: int | None
+    splits: dict[str, Split]
+    tfds_name: str | None = None
+    class_names: tuple[str, ...] | None = None  # None: from tfds metadata or folders
+    grayscale: bool = False
+    multiclass: bool = False
+    debian_dir: str | None = None  # where a Debian package puts the IDX files
+
+
+def _tfds(name: str, tfds_name: str, num_classes: int, train: tuple, eval_: tuple,
+          minival: tuple | None = None, **kwargs) -> DatasetSpec:
+    splits = {"train": Split(train[1], train[0]), "eval": Split(eval_[1], eval_[0])}
+    if minival:
+        splits["minival"] = Split(minival[1], minival[0])
+    return DatasetSpec(name, "tfds", num_classes, splits, tfds_name, **kwargs)
+
+
+REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
+    DatasetSpec("imagenet", "tfrecord", 1000, {
+        "train": Split(1_256_144, files="train*", file_slice=(20, None)),
+        "minival": Split(25_021, files="train*", file_slice=(0, 20)),
+        "eval": Split(50_000, files="val*"),
+        "trainval": Split(1_281_167, files="train*"),
+    }),
+    DatasetSpec("imagenet21k", "tfrecord", 21843, {
+        "train": Split(12_720_275, files="imagenet21k*", file_slice=(20, None)),
+        "minival": Split(25_089, files="imagenet21k*", file_slice=(16, 20)),
+        "eval": Split(100_357, files="imagenet21k*", file_slice=(0, 16)),
+    }, multiclass=True),
+    _tfds("imagenettfds", "imagenet2012", 1000, ("train[:98%]", 1_256_144),
+          ("validation", 50_000), ("train[98%:]", 25_021)),
+    _tfds("cifar10", "cifar10", 10, ("train", 50_000), ("test", 10_000), ("test", 10_000)),
+    _tfds("cifar100", "cifar100", 100, ("train", 50_000), ("test", 10_000), ("test", 10_000)),
+    _tfds("flowers", "oxford_flowers102", 102, ("train+validation", 2_040), ("test", 6_149),
+          ("validation", 1_020)),
+    _tfds("tfflowers", "tf_flowers", 5, ("train[:70%]", 2_569), ("train[70%:]", 1_101),
+          ("train[70%:]", 1_101)),
+    _tfds("cars", "cars196", 196, ("train", 8_144), ("test", 8_041), ("test", 8_041)),
+    DatasetSpec("fashion_mnist", "idx", 10, {
+        "train": Split(60_000, "train"), "eval": Split(10_000, "test"),
+        "minival": Split(10_000, "test")},
+        tfds_name="fashion_mnist", class_names=FASHION_MNIST_CLASSES, grayscale=True,
+        debian_dir="/usr/share/datasets/fashion-mnist"),
+    DatasetSpec("mnist", "idx", 10, {
+        "train": Split(60_000, "train"), "eval": Split(10_000, "test"),
+        "minival": Split(10_000, "test")},
+        tfds_name="mnist", class_names=DIGITS, grayscale=True,
+        debian_dir="/usr/share/datasets/mnist"),
+    DatasetSpec("imagefolder", "imagefolder", None, {
+        "train": Split(None), "eval": Split(None), "minival": Split(None)}),
+]}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registry entry of `name` (case-insensitive)."""
+    key = (name or "").lower()
+    if key not in REGISTRY:
+        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(REGISTRY)}")
+    return REGISTRY[key]
+
+
+def get_split(spec: DatasetSpec, split: str) -> Split:
+    if split not in spec.splits:
+        raise UserError(f"dataset {spec.name!r} has no split {split!r}; "
+                        f"valid: {', '.join(spec.splits)}")
+    return spec.splits[split]

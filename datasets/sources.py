@@ -1,0 +1,134 @@
+"""Where examples come from: tfds, IDX files (offline), TFRecord files, image folders.
+
+Every source gives a `Source`: a tf.data.Dataset of (image, label) where the image is either
+decoded uint8 [H, W, C] or encoded bytes, and the label an int64 class id (or a multi-hot
+float vector for multi-label data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from efficientnetv2.errors import UserError
+
+from . import idx
+from .imagefolder import scan_image_folder
+from .registry import DatasetSpec, get_split
+
+
+@dataclasses.dataclass
+class Source:
+    dataset: tf.data.Dataset
+    num_examples: int | None
+    class_names: list[str]
+    encoded: bool  # images are encoded bytes (decoded in the pipeline)
+    origin: str  # where the data came from, for logs
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    in_memory: bool = False  # already in memory: caching would only copy it
+
+
+def _tfds_class_names(builder, num_classes: int) -> list[str]:
+    try:
+        return list(builder.info.features["label"].names)
+    except (KeyError, AttributeError):
+        return [str(i) for i in range(num_classes)]
+
+
+def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[str] | None = None
+              ) -> Source:
+    """A tfds dataset: prepared under `data_dir` (or tfds' default), downloaded if missing."""
+    import tensorflow_datasets as tfds
+
+    tfds_split = get_split(spec, split).tfds_split
+    try:
+        builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+        builder.download_and_prepare()
+        dataset = builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+        num = builder.info.splits[tfds_split].num_examples
+    except Exception as e:  # tfds raises many types for a missing or unreachable dataset.
+        tried = "; ".join((places or []) + [f"tfds {spec.tfds_name!r} in {data_dir or 'the default tfds data dir'}"])
+        first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}); "
+                        f"tfds said: {first_line}. Prepare it with tfds or pass --data_dir "
+                        f"(see README.md, Data)") from None
+    return Source(dataset, num, _tfds_class_names(builder, spec.num_classes), False,
+                  f"tfds:{spec.tfds_name}[{tfds_split}]")
+
+
+def load_idx(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
+    """MNIST-format files from `data_dir`, else the Debian package's folder, else tfds."""
+    file_split = get_split(spec, split).tfds_split  # 'train' or 'test'
+    places = [d for d in (data_dir, spec.debian_dir) if d]
+    for directory in places:
+        if idx.has_idx_files(directory, file_split):
+            images, labels = idx.load_idx(directory, file_split, spec.num_classes)
+            dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+            return Source(dataset, len(labels), list(spec.class_names), False,
+                          f"idx:{directory}/{file_split}", in_memory=True)
+    tried = [f"IDX files ({'/'.join(idx.FILES[file_split])}[.gz]) in {d}" for d in places]
+    if spec.debian_dir and not data_dir:
+        tried[-1] += " (apt-get install dataset-fashion-mnist)" if "fashion" in spec.name else ""
+    return load_tfds(spec, split, data_dir, tried)
+
+
+def _tfrecord_parser(spec: DatasetSpec):
+    if spec.multiclass:
+        features = {"image": tf.io.FixedLenFeature([], tf.string),
+                    "labels": tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)}
+
+        def parse(record):
+            parsed = tf.io.parse_single_example(record, features)
+            multi_hot = tf.reduce_max(tf.one_hot(parsed["labels"], spec.num_classes), axis=0)
+            return parsed["image"], multi_hot
+    else:
+        features = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                    "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+
+        def parse(record):
+            parsed = tf.io.parse_single_example(record, features)
+            # Labels are 1..1000 in these files; 0 was reserved for background.
+            return parsed["image/encoded"], parsed["image/class/label"] - 1
+    return parse
+
+
+def load_tfrecord(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
+    """ImageNet-style TFRecord files (see tensorflow/tpu's imagenet_to_gcs.py)."""
+    info = get_split(spec, split)
+    if not data_dir:
+        raise UserError(f"dataset {spec.name!r} reads TFRecord files: pass --data_dir=DIR "
+                        f"holding {info.files} files")
+    files = sorted(tf.io.gfile.glob(os.path.join(data_dir, info.files)))[slice(*info.file_slice)]
+    if not files:
+        raise UserError(f"no TFRecord files {info.files!r} (slice {info.file_slice}) in "
+                        f"{data_dir} for {spec.name!r} split {split!r}")
+    dataset = tf.data.TFRecordDataset(files).map(_tfrecord_parser(spec))
+    names = [str(i) for i in range(spec.num_classes)]
+    return Source(dataset, info.num_images, names, True, f"tfrecord:{data_dir}/{info.files}")
+
+
+def load_imagefolder(spec: DatasetSpec, split: str, data_dir: str | None,
+                     val_fraction: float, seed: int) -> Source:
+    """A user's folder of class sub-folders (see imagefolder.py)."""
+    scan = scan_image_folder(data_dir, split, val_fraction, seed)
+    dataset = tf.data.Dataset.from_tensor_slices((scan.paths, scan.labels))
+    dataset = dataset.map(lambda path, label: (tf.io.read_file(path), label))
+    return Source(dataset, len(scan.paths), scan.class_names, True,
+                  f"imagefolder:{scan.root}", scan.skipped)
+
+
+def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fraction: float = 0.1,
+                seed: int = 0) -> Source:
+    """The examples of `split` of the registry entry `spec`."""
+    if data_dir and not os.path.isdir(data_dir) and not data_dir.startswith("gs://"):
+        raise UserError(f"data_dir {data_dir!r} does not exist; pass an existing folder "
+                        f"to --data_dir")
+    if spec.source == "tfds":
+        return load_tfds(spec, split, data_dir)
+    if spec.source == "idx":
+        return load_idx(spec, split, data_dir)
+    if spec.source == "tfrecord":
+        return load_tfrecord(spec, split, data_dir)
+    return load_imagefolder(spec, split, data_dir, val_fraction, seed)
