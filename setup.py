@@ -30,6 +30,7 @@ setup(
         "pyyaml>=6.0",
         "matplotlib>=3.8",
         "pillow>=10.0",
+        "importlib_resources>=6.0",  # tfds needs it to download and prepare datasets
     ],
     extras_require={
         # One TensorFlow distribution: the small CPU build, or the full one for NVIDIA GPUs.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 
 import tensorflow as tf
 
@@ -30,11 +31,20 @@ class Source:
     in_memory: bool = False  # already in memory: caching would only copy it
 
 
-def _tfds_class_names(builder, num_classes: int) -> list[str]:
+def _tfds_class_names(ds_info, num_classes: int) -> list[str]:
     try:
-        return list(builder.info.features["label"].names)
+        return list(ds_info.features["label"].names)
     except (KeyError, AttributeError):
         return [str(i) for i in range(num_classes)]
+
+
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    """Whether a tfds download could reach the internet (a 3-second probe)."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[str] | None = None
@@ -42,20 +52,34 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
     """A tfds dataset: prepared under `data_dir` (or tfds' default), downloaded if missing."""
     import tensorflow_datasets as tfds
 
-    tfds_split = get_split(spec, split).tfds_split
+    info = get_split(spec, split)
+    tried = "; ".join((places or []) + [f"tfds {spec.tfds_name!r} in {data_dir or 'the default tfds data dir'}"])
+
+    def load(download: bool):
+        return tfds.load(spec.tfds_name, split=info.tfds_split, data_dir=data_dir, download=download,
+                         as_supervised=True, with_info=True, shuffle_files=False)
     try:
-        builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-        builder.download_and_prepare()
-        dataset = builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
-        num = builder.info.splits[tfds_split].num_examples
+        try:
+            dataset, ds_info = load(download=False)
+        except Exception:  # not prepared: download it, unless offline (tfds retries for minutes)
+            if not _online():
+                raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}) "
+                                f"and this machine is offline; prepare it with tfds on a machine "
+                                f"with internet and pass --data_dir (see README.md, Data)") from None
+            dataset, ds_info = load(download=True)
+    except UserError:
+        raise
     except Exception as e:  # tfds raises many types for a missing or unreachable dataset.
-        tried = "; ".join((places or []) + [f"tfds {spec.tfds_name!r} in {data_dir or 'the default tfds data dir'}"])
         first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}); "
                         f"tfds said: {first_line}. Prepare it with tfds or pass --data_dir "
                         f"(see README.md, Data)") from None
-    return Source(dataset, num, _tfds_class_names(builder, spec.num_classes), False,
-                  f"tfds:{spec.tfds_name}[{tfds_split}]")
+    try:
+        num = ds_info.splits[info.tfds_split].num_examples
+    except (KeyError, ValueError):  # split metadata absent (e.g. mock data): the declared size
+        num = info.num_images
+    return Source(dataset, num, _tfds_class_names(ds_info, spec.num_classes), False,
+                  f"tfds:{spec.tfds_name}[{info.tfds_split}]")
 
 
 def load_idx(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:

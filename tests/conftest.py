@@ -17,3 +17,37 @@ def _fresh_keras_session():
     keras.utils.set_random_seed(0)
     yield
     keras.backend.clear_session()
+
+
+def write_idx(directory, split: str, images, labels) -> None:
+    """Writes MNIST-format gzip files (the real parser reads them back)."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    from efficientnetv2.datasets.idx import FILES, IMAGES_MAGIC, LABELS_MAGIC
+
+    images_name, labels_name = FILES[split]
+    images = np.asarray(images, np.uint8)
+    with gzip.open(os.path.join(directory, f"{images_name}.gz"), "wb") as f:
+        f.write(struct.pack(">IIII", IMAGES_MAGIC, *images.shape) + images.tobytes())
+    with gzip.open(os.path.join(directory, f"{labels_name}.gz"), "wb") as f:
+        f.write(struct.pack(">II", LABELS_MAGIC, len(labels)) + np.asarray(labels, np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    """A small Fashion-MNIST-format folder: 40 train and 20 test images of 28x28."""
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    write_idx(tmp_path, "train", rng.randint(0, 256, (40, 28, 28)), np.arange(40) % 10)
+    write_idx(tmp_path, "test", rng.randint(0, 256, (20, 28, 28)), np.arange(20) % 10)
+    return tmp_path
+
+
+def data_config(dataset_cfg: str = "fashion_mnist", hparam_str: str = ""):
+    from efficientnetv2 import hparams
+
+    return hparams.build_config("efficientnetv2-b0", dataset_cfg, hparam_str=hparam_str)

@@ -41,3 +41,19 @@ def test_user_errors_are_one_line_with_exit_2(args, message):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
+
+
+def test_inspect_data_writes_grids_and_prints_throughput(tmp_path, idx_dir):
+    out = tmp_path / "inspect"
+    result = run_main("--mode=inspect_data", "--dataset_cfg=fashion_mnist", f"--data_dir={idx_dir}",
+                      f"--model_dir={out}", "--stage=0", "--num_images=8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "train_stage0.png").stat().st_size > 1000 and (out / "eval.png").exists()
+    assert "images/s at 40px" in result.stdout
+    assert (out / "config.yaml").exists()
+
+
+def test_inspect_data_bad_input_is_one_line(tmp_path):
+    result = run_main("--mode=inspect_data", "--dataset_cfg=imagefolder", f"--data_dir={tmp_path}/nope")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data_dir") and "nope" in result.stderr

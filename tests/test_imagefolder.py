@@ -1,0 +1,95 @@
+"""The user's own image folders, including every kind of bad input."""
+
+import os
+
+import numpy as np
+import pytest
+from conftest import data_config
+from PIL import Image
+
+from efficientnetv2 import UserError
+from efficientnetv2.datasets import DataInput
+from efficientnetv2.datasets.imagefolder import scan_image_folder
+
+RNG = np.random.RandomState(0)
+
+
+def _image(path, mode="RGB", fmt=None, size=(12, 10)):
+    array = RNG.randint(0, 255, (size[1], size[0], 3), np.uint8)
+    Image.fromarray(array).convert(mode).save(path, fmt)
+
+
+def _good_folder(root, classes=("cat", "dog"), per_class=5):
+    for name in classes:
+        os.makedirs(root / name, exist_ok=True)
+        for i in range(per_class):
+            _image(root / name / f"{i}.{['jpg', 'png', 'bmp', 'gif', 'jpeg'][i % 5]}")
+    return root
+
+
+def test_every_format_and_channel_count_becomes_rgb(tmp_path):
+    root = _good_folder(tmp_path)
+    odd = {"gray.png": "L", "gray_alpha.png": "LA", "rgba.png": "RGBA", "cmyk.jpg": "CMYK",
+           "palette.png": "P", "onebit.bmp": "1"}
+    for name, mode in odd.items():
+        _image(root / "cat" / name, mode)
+    data = DataInput(data_config("imagefolder").data, "train", True, data_dir=str(root), seed=1)
+    assert data.class_names == ["cat", "dog"] and data.num_classes == 2
+    assert not data.source.skipped
+    images, labels = next(iter(data.dataset(data.num_examples, 16)))
+    assert images.shape == (data.num_examples, 16, 16, 3)
+    assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
+    assert labels.numpy().sum(1).tolist() == [1.0] * data.num_examples
+
+
+def test_bad_files_are_skipped_counted_and_reported(tmp_path):
+    root = _good_folder(tmp_path)
+    (root / "cat" / "corrupt.jpg").write_bytes(os.urandom(300))
+    _image(root / "cat" / "whole.jpg", size=(64, 64))
+    (root / "cat" / "truncated.jpg").write_bytes((root / "cat" / "whole.jpg").read_bytes()[:400])
+    (root / "dog" / "zero.png").write_bytes(b"")
+    (root / "dog" / "notes.txt").write_text("not an image")
+    (root / "dog" / "text.png").write_text("a text file named .png")
+    with pytest.warns(UserWarning, match=r"skipped 4 unreadable image\(s\).*ignored 1 non-image"):
+        scan = scan_image_folder(str(root), "train", val_fraction=0.2)
+    reasons = dict(line.rsplit(": ", 1) for line in scan.skipped)
+    assert {os.path.basename(p) for p in reasons} == {"corrupt.jpg", "truncated.jpg", "zero.png", "text.png"}
+    assert reasons[str(root / "dog" / "zero.png")] == "empty file"
+    assert scan.ignored == 1
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda r: (r / "a").mkdir() or (r / "b").mkdir() or _image(r / "a" / "x.png"), "class folder .*b.* has no usable images"),
+    (lambda r: _good_folder(r, classes=("only",)), r"has 1 class folder\(s\); a classifier needs at least 2"),
+    (lambda r: None, r"has 0 class folder"),
+    (lambda r: (_good_folder(r / "train", ("a", "b")), _good_folder(r / "val", ("a", "c"))), "different class folders"),
+])
+def test_folder_mistakes_are_one_line_errors(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(UserError, match=message):
+        scan_image_folder(str(tmp_path), "train")
+
+
+def test_missing_folder_and_missing_flag():
+    with pytest.raises(UserError, match="does not exist"):
+        scan_image_folder("/no/such/images", "train")
+    with pytest.raises(UserError, match="needs --data_dir"):
+        scan_image_folder(None, "train")
+
+
+def test_fraction_split_is_seeded_disjoint_and_complete(tmp_path):
+    root = _good_folder(tmp_path, per_class=10)
+    train = scan_image_folder(str(root), "train", 0.2, seed=3)
+    val = scan_image_folder(str(root), "eval", 0.2, seed=3)
+    assert not set(train.paths) & set(val.paths)
+    assert len(train.paths) + len(val.paths) == 20 and len(val.paths) == 4
+    assert scan_image_folder(str(root), "eval", 0.2, seed=3).paths == val.paths
+    assert scan_image_folder(str(root), "eval", 0.2, seed=4).paths != val.paths
+
+
+def test_train_and_val_folders(tmp_path):
+    _good_folder(tmp_path / "train", per_class=4)
+    _good_folder(tmp_path / "val", per_class=2)
+    assert len(scan_image_folder(str(tmp_path), "train").paths) == 8
+    val = scan_image_folder(str(tmp_path), "eval")
+    assert len(val.paths) == 4 and all("/val/" in p for p in val.paths)

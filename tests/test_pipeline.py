@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import data_config
+
+from efficientnetv2.datasets import Augmentation, DataInput
+from efficientnetv2.datasets.preprocessing import center_crop
+from efficientnetv2.training.progressive import all_stages
+
+
+@pytest.fixture
+def train_data(idx_dir):
+    return DataInput(data_config().data, "train", True, data_dir=str(idx_dir), seed=5)
+
+
+def test_shapes_dtypes_and_ranges_at_every_stage(train_data):
+    config = data_config()
+    for stage in all_stages(config):
+        aug = Augmentation("randaug", 2, stage.ram, 0.2, 0.2)
+        images, labels = next(iter(train_data.dataset(8, stage.image_size, aug)))
+        assert images.shape == (8, stage.image_size, stage.image_size, 3)
+        assert images.dtype == tf.float32 and labels.dtype == tf.float32
+        assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
+    assert [s.image_size for s in all_stages(config)] == [40, 48, 56, 64]
+
+
+@pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0), (0.5, 0.5)])
+def test_mixed_labels_sum_to_one_and_are_mixed(train_data, mixup, cutmix):
+    aug = Augmentation("none", 2, 0, mixup, cutmix)
+    _, labels = next(iter(train_data.dataset(16, 32, aug)))
+    labels = labels.numpy()
+    np.testing.assert_allclose(labels.sum(1), 1.0, atol=1e-5)
+    assert (labels.max(1) < 0.999).any()  # some labels really are mixtures
+
+
+def test_shards_are_disjoint_and_cover_the_split(idx_dir):
+    config = data_config(hparam_str="data.crop_padding=0")
+    full = DataInput(config.data, "eval", False, data_dir=str(idx_dir))
+    everything = next(iter(full.dataset(100, 28)))[0].numpy()
+    shards = []
+    for pipeline_id in range(3):
+        context = tf.distribute.InputContext(3, pipeline_id, 1)
+        shards.append(np.concatenate([b[0].numpy() for b in full.dataset(7, 28, input_context=context)]))
+    keys = [{s.tobytes() for s in shard} for shard in shards]
+    assert all(not (keys[i] & keys[j]) for i in range(3) for j in range(i + 1, 3))
+    assert set().union(*keys) == {s.tobytes() for s in everything}
+    assert sum(len(s) for s in shards) == 20
+
+
+def test_same_seed_same_images_other_seed_other_images(idx_dir):
+    def first(seed):
+        data = DataInput(data_config().data, "train", True, data_dir=str(idx_dir), seed=seed)
+        return next(iter(data.dataset(8, 32, Augmentation("randaug", 2, 10))))[0].numpy()
+    np.testing.assert_array_equal(first(1), first(1))
+    assert not np.array_equal(first(1), first(2))
+
+
+def test_every_augmentation_runs(train_data):
+    for name in ("randaug", "autoaug", "ft", "none"):
+        images, _ = next(iter(train_data.dataset(4, 32, Augmentation(name, 2, 15))))
+        assert images.shape == (4, 32, 32, 3)
+
+
+def test_eval_center_crop_rule():
+    image = tf.zeros([100, 200, 3], tf.uint8)
+    assert center_crop(image, 224, 32).shape[:2] == (87, 87)  # 224 / 256 * 100
+    assert center_crop(image, 384, 32).shape[:2] == (100, 100)  # no crop from 320 up
