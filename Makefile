@@ -25,6 +25,7 @@ data:
 
 demo: $(STAMP) data
 	$(BIN)/python main.py --mode=summary --model_name=efficientnetv2-s
+	$(BIN)/python main.py --mode=inspect_data --dataset_cfg=fashion_mnist --model_dir=runs/demo
 
 test: $(STAMP) data
 	$(BIN)/pytest -q tests
