@@ -42,7 +42,8 @@ def summarize(name: str, build: Callable[[], keras.Model], image_size: int | Non
               ) -> ModelSummary:
     """Builds the model, counts its parameters and multiply-adds, then frees it."""
     model = build()
-    size = image_size or ARCHITECTURES[name].image_size if name in ARCHITECTURES else image_size or 224
+    native = ARCHITECTURES[name].image_size if name in ARCHITECTURES else 224
+    size = image_size or native
     summary = ModelSummary(name, size, model.count_params(), count_trainable(model),
                            count_multiply_adds(model, size))
     keras.backend.clear_session(free_memory=True)
