@@ -78,23 +78,21 @@ def run_inspect_data() -> None:
     import os
 
     from efficientnetv2 import hparams
-    from efficientnetv2.datasets import Augmentation, DataInput
+    from efficientnetv2.datasets import DataInput
     from efficientnetv2.datasets.inspect import first_batch, throughput, write_grid
     from efficientnetv2.training.progressive import all_stages
 
     config = build_config()
     stages = all_stages(config)
-    stage = stages[FLAGS.stage] if -len(stages) <= FLAGS.stage < len(stages) else None
-    if stage is None:
+    if not -len(stages) <= FLAGS.stage < len(stages):
         raise UserError(f"--stage={FLAGS.stage} out of range: this config has {len(stages)} stage(s)")
+    stage = stages[FLAGS.stage]
     out_dir = FLAGS.model_dir or os.path.join("runs", "inspect", config.data.ds_name)
     os.makedirs(out_dir, exist_ok=True)
     hparams.save_config(config, out_dir)
     seed = config.train.seed
     train = DataInput(config.data, config.train.split, True, seed=seed)
-    aug = Augmentation(config.data.augname, config.data.ra_num_layers, stage.ram,
-                       stage.mixup_alpha, stage.cutmix_alpha)
-    train_ds = train.dataset(max(FLAGS.num_images, 64), stage.image_size, aug)
+    train_ds = train.dataset(max(FLAGS.num_images, 64), stage.image_size, train.augmentation(stage))
     path = write_grid(*first_batch(train_ds, FLAGS.num_images), train.class_names,
                       os.path.join(out_dir, f"train_stage{stage.index}.png"),
                       f"{config.data.ds_name} train, stage {stage.index}: {stage.image_size}px, "

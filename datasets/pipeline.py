@@ -60,9 +60,13 @@ class DataInput:
     def num_examples(self) -> int | None:
         return self.source.num_examples
 
-    def default_augmentation(self) -> Augmentation:
+    def augmentation(self, stage=None) -> Augmentation:
+        """The config's augmentation, with a progressive stage's magnitude and mixing if given."""
         c = self.config
-        return Augmentation(c.augname, c.ra_num_layers, c.ram, c.mixup_alpha, c.cutmix_alpha)
+        if stage is None:
+            return Augmentation(c.augname, c.ra_num_layers, c.ram, c.mixup_alpha, c.cutmix_alpha)
+        return Augmentation(c.augname, c.ra_num_layers, stage.ram, stage.mixup_alpha,
+                            stage.cutmix_alpha)
 
     def _preprocess(self, image_size: int, aug: Augmentation):
         encoded = self.source.encoded
@@ -100,7 +104,7 @@ class DataInput:
     def dataset(self, batch_size: int, image_size: int, augmentation: Augmentation | None = None,
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """The pipeline; `batch_size` is per replica when `input_context` is given."""
-        aug = augmentation or self.default_augmentation()
+        aug = augmentation or self.augmentation()
         ds = self.source.dataset
         if input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)

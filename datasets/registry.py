@@ -38,6 +38,7 @@ class DatasetSpec:
     grayscale: bool = False
     multiclass: bool = False
     debian_dir: str | None = None  # where a Debian package puts the IDX files
+    debian_package: str | None = None  # the package that installs them
 
 
 def _tfds(name: str, tfds_name: str, num_classes: int, train: tuple, eval_: tuple,
@@ -73,12 +74,11 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
         "train": Split(60_000, "train"), "eval": Split(10_000, "test"),
         "minival": Split(10_000, "test")},
         tfds_name="fashion_mnist", class_names=FASHION_MNIST_CLASSES, grayscale=True,
-        debian_dir="/usr/share/datasets/fashion-mnist"),
+        debian_dir="/usr/share/datasets/fashion-mnist", debian_package="dataset-fashion-mnist"),
     DatasetSpec("mnist", "idx", 10, {
         "train": Split(60_000, "train"), "eval": Split(10_000, "test"),
         "minival": Split(10_000, "test")},
-        tfds_name="mnist", class_names=DIGITS, grayscale=True,
-        debian_dir="/usr/share/datasets/mnist"),
+        tfds_name="mnist", class_names=DIGITS, grayscale=True),
     DatasetSpec("imagefolder", "imagefolder", None, {
         "train": Split(None), "eval": Split(None), "minival": Split(None)}),
 ]}

@@ -59,21 +59,19 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
         return tfds.load(spec.tfds_name, split=info.tfds_split, data_dir=data_dir, download=download,
                          as_supervised=True, with_info=True, shuffle_files=False)
     try:
+        dataset, ds_info = load(download=False)
+    except Exception:  # not prepared: download it, unless offline (tfds retries for minutes)
+        if not _online():
+            raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}) "
+                            f"and this machine is offline; prepare it with tfds on a machine "
+                            f"with internet and pass --data_dir (see README.md, Data)") from None
         try:
-            dataset, ds_info = load(download=False)
-        except Exception:  # not prepared: download it, unless offline (tfds retries for minutes)
-            if not _online():
-                raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}) "
-                                f"and this machine is offline; prepare it with tfds on a machine "
-                                f"with internet and pass --data_dir (see README.md, Data)") from None
             dataset, ds_info = load(download=True)
-    except UserError:
-        raise
-    except Exception as e:  # tfds raises many types for a missing or unreachable dataset.
-        first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}); "
-                        f"tfds said: {first_line}. Prepare it with tfds or pass --data_dir "
-                        f"(see README.md, Data)") from None
+        except Exception as e:  # tfds raises many types for a missing or unreachable dataset.
+            first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}); "
+                            f"tfds said: {first_line}. Prepare it with tfds or pass --data_dir "
+                            f"(see README.md, Data)") from None
     try:
         num = ds_info.splits[info.tfds_split].num_examples
     except (KeyError, ValueError):  # split metadata absent (e.g. mock data): the declared size
@@ -92,9 +90,9 @@ def load_idx(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
             dataset = tf.data.Dataset.from_tensor_slices((images, labels))
             return Source(dataset, len(labels), list(spec.class_names), False,
                           f"idx:{directory}/{file_split}", in_memory=True)
-    tried = [f"IDX files ({'/'.join(idx.FILES[file_split])}[.gz]) in {d}" for d in places]
-    if spec.debian_dir and not data_dir:
-        tried[-1] += " (apt-get install dataset-fashion-mnist)" if "fashion" in spec.name else ""
+    tried = [f"IDX files ({'/'.join(idx.FILES[file_split])}[.gz]) in {d}"
+             + (f" (apt-get install {spec.debian_package})" if d == spec.debian_dir else "")
+             for d in places]
     return load_tfds(spec, split, data_dir, tried)
 
 
