@@ -17,15 +17,14 @@ try:
 except ModuleNotFoundError:
     sys.exit("error: the project is not installed; run 'make demo' (or pip install -e .) first")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from efficientnetv2.errors import UserError  # noqa: E402
 
 MODES = ("summary", "train", "eval", "traineval", "export", "predict", "inspect_data",
          "bench", "study")
 PLANNED = {
-    "train": "the training issue", "eval": "the training issue",
-    "traineval": "the training issue", "export": "the export issue",
+    "export": "the export issue",
     "predict": "the export issue",
     "bench": "the benchmarks issue", "study": "the benchmarks issue",
 }
@@ -42,6 +41,14 @@ flags.DEFINE_string("data_dir", None, "Directory of the dataset's files (sets da
 flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).")
 flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1: the last).")
 flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.")
+flags.DEFINE_string("checkpoint", None, "--mode=eval: this checkpoint (default: model_dir's latest).")
+flags.DEFINE_float("eval_timeout", 0, "--mode=eval: keep waiting this many seconds for each new "
+                   "checkpoint (0: evaluate the latest one and stop).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices, so that "
+                     "runtime.strategy=gpus runs MirroredStrategy without GPUs (for trying out).")
+flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (runtime.strategy=tpu).")
+flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU.")
+flags.DEFINE_string("gcp_project", None, "GCP project of the TPU.")
 FLAGS = flags.FLAGS
 
 
@@ -112,14 +119,64 @@ def run_inspect_data() -> None:
         print(f"skipped {line}")
 
 
+def model_dir(config) -> str:
+    return FLAGS.model_dir or os.path.join("runs", f"{config.model.model_name}-{config.data.ds_name}")
+
+
+def make_trainer(config, need_train_data: bool):
+    from efficientnetv2.training.strategies import split_cpu
+    from efficientnetv2.training.trainer import Trainer
+
+    if FLAGS.cpu_devices > 1:
+        split_cpu(FLAGS.cpu_devices)
+    return Trainer(config, model_dir(config), need_train_data=need_train_data,
+                   tpu=FLAGS.tpu, tpu_zone=FLAGS.tpu_zone, gcp_project=FLAGS.gcp_project)
+
+
+def run_train() -> None:
+    trainer = make_trainer(build_config(), need_train_data=True)
+    result = trainer.train(eval_every_epoch=FLAGS.mode == "traineval")
+    print(f"final: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f} "
+          f"at step {result.step}; checkpoints in {trainer.model_dir}")
+
+
+def run_eval() -> None:
+    from efficientnetv2.training import checkpoints
+
+    config = build_config()
+    directory = model_dir(config)
+    if FLAGS.checkpoint:
+        paths = [FLAGS.checkpoint]
+    else:
+        paths = checkpoints.wait_for_checkpoints(directory, FLAGS.eval_timeout)
+    trainer = None
+    for path in paths:
+        if not tf_checkpoint_exists(path):
+            raise UserError(f"checkpoint {path!r} not found; give a prefix like {directory}/ckpt-100")
+        trainer = trainer or make_trainer(config, need_train_data=False)
+        result = trainer.evaluate_checkpoint(path)
+        print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
+    if trainer is None:
+        raise UserError(f"no checkpoint in {directory}" + (
+            f" after waiting {FLAGS.eval_timeout:g}s" if FLAGS.eval_timeout else "")
+            + "; train first or pass --model_dir / --checkpoint")
+
+
+def tf_checkpoint_exists(path: str) -> bool:
+    return os.path.exists(path + ".index")
+
+
 def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's per-checkpoint INFO lines
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
         if FLAGS.mode in PLANNED:
             raise UserError(f"--mode={FLAGS.mode} is not available yet; it arrives with "
-                            f"{PLANNED[FLAGS.mode]}. Available now: summary, inspect_data")
-        {"summary": run_summary, "inspect_data": run_inspect_data}[FLAGS.mode]()
+                            f"{PLANNED[FLAGS.mode]}. Available now: summary, inspect_data, "
+                            "train, eval, traineval")
+        {"summary": run_summary, "inspect_data": run_inspect_data, "train": run_train,
+         "traineval": run_train, "eval": run_eval}[FLAGS.mode]()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

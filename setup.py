@@ -29,6 +29,7 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6.0",
         "matplotlib>=3.8",
+        "tensorboard>=2.21",  # tf.summary needs it; tensorflow-cpu does not depend on it
         "pillow>=10.0",
         "importlib_resources>=6.0",  # tfds needs it to download and prepare datasets
     ],

@@ -4,16 +4,15 @@ Keras 3's `RandAugment` layer takes a single strength in [0, 1] and picks the sa
 whole batch; the original picks ops per image and uses a magnitude scale where 10 is the
 reference strength and progressive learning ramps it from 5 to 15-25. Those semantics are
 reproduced here with per-image, stateless (seeded) randomness. AutoAugment (policy v0 of
-the original) has no Keras layer. Mixup and cutmix are Keras 3's `MixUp` and `CutMix` layers
-(differences from the original: the mixup weight is not folded to max(w, 1 - w), and their
-randomness is seeded per layer rather than per example).
+the original) has no Keras layer. Mixup and cutmix follow the original too; they are written
+here rather than taken from Keras 3's `MixUp`/`CutMix` layers because those draw from a
+stateful seed generator, which a resumed run could not replay.
 """
 
 from __future__ import annotations
 
 import math
 
-import keras
 import tensorflow as tf
 
 from .preprocessing import cutout
@@ -182,30 +181,67 @@ def autoaugment(image, seed):
     return tf.switch_case(index, [branch(p) for p in AUTOAUGMENT_POLICY_V0])
 
 
-class BatchMixer:
-    """Mixup and/or cutmix on a batch of images and one-hot labels (Keras 3 layers).
+def _beta(seed, shape, alpha: float):
+    """Stateless Beta(alpha, alpha) samples, as a ratio of two gamma draws."""
+    first, second = _seeds(seed, 2)
+    a = tf.random.stateless_gamma(shape, first, alpha)
+    b = tf.random.stateless_gamma(shape, second, alpha)
+    return a / (a + b)
 
-    With both on, the first half of the batch gets mixup and the second cutmix, as in the
-    original. Mixed labels still sum to 1.
+
+def mixup(images, labels, alpha: float, seed):
+    """Each example blended with the batch reversed, weight max(w, 1 - w), w ~ Beta(alpha)."""
+    weight = _beta(seed, [tf.shape(images)[0], 1], alpha)
+    weight = tf.maximum(weight, 1.0 - weight)
+    mixed = images * weight[:, :, None, None] + tf.reverse(images, [0]) * (1.0 - weight[:, :, None, None])
+    return mixed, labels * weight + tf.reverse(labels, [0]) * (1.0 - weight)
+
+
+def cutmix(images, labels, alpha: float, seed):
+    """A box (area 1 - w, w ~ Beta(alpha)) pasted from the reversed batch; labels by area."""
+    beta_seed, y_seed, x_seed = _seeds(seed, 3)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    ratio = tf.sqrt(1.0 - _beta(beta_seed, [], alpha))
+    cut_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32)
+    cut_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32)
+    cy = tf.random.stateless_uniform([], y_seed, 0, height, tf.int32)
+    cx = tf.random.stateless_uniform([], x_seed, 0, width, tf.int32)
+    y0, y1 = tf.maximum(cy - cut_h // 2, 0), tf.minimum(cy + cut_h // 2, height)
+    x0, x1 = tf.maximum(cx - cut_w // 2, 0), tf.minimum(cx + cut_w // 2, width)
+    rows = tf.logical_and(tf.range(height) >= y0, tf.range(height) < y1)
+    cols = tf.logical_and(tf.range(width) >= x0, tf.range(width) < x1)
+    box = tf.cast(tf.logical_and(rows[:, None], cols[None, :]), images.dtype)[None, :, :, None]
+    mixed = images * (1.0 - box) + tf.reverse(images, [0]) * box
+    pasted = tf.cast((y1 - y0) * (x1 - x0), tf.float32) / tf.cast(height * width, tf.float32)
+    return mixed, labels * (1.0 - pasted) + tf.reverse(labels, [0]) * pasted
+
+
+class BatchMixer:
+    """Mixup and/or cutmix on a batch of images and one-hot labels, as in the original.
+
+    With both on, the first half of the batch gets mixup and the second cutmix. Randomness
+    is stateless, drawn from (seed, batch index), so a resumed pipeline mixes the same way.
+    Mixed labels still sum to 1.
     """
 
     def __init__(self, mixup_alpha: float, cutmix_alpha: float, seed: int):
-        self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha else None
-        self.cutmix = keras.layers.CutMix(factor=cutmix_alpha, seed=seed + 1) if cutmix_alpha else None
+        self.mixup_alpha = float(mixup_alpha)
+        self.cutmix_alpha = float(cutmix_alpha)
+        self.seed = seed
 
     @property
     def active(self) -> bool:
-        return bool(self.mixup or self.cutmix)
+        return bool(self.mixup_alpha or self.cutmix_alpha)
 
-    @staticmethod
-    def _apply(layer, images, labels):
-        out = layer({"images": images, "labels": labels}, training=True)
-        return tf.cast(out["images"], images.dtype), tf.cast(out["labels"], labels.dtype)
-
-    def __call__(self, images, labels):
-        if self.mixup and self.cutmix:
+    def __call__(self, batch_index, batch):
+        images, labels = batch
+        seed = tf.stack([tf.constant(self.seed, tf.int64) + 7919, tf.cast(batch_index, tf.int64)])
+        mixup_seed, cutmix_seed = _seeds(seed, 2)
+        if self.mixup_alpha and self.cutmix_alpha:
             half = tf.shape(images)[0] // 2
-            first = self._apply(self.mixup, images[:half], labels[:half])
-            second = self._apply(self.cutmix, images[half:], labels[half:])
+            first = mixup(images[:half], labels[:half], self.mixup_alpha, mixup_seed)
+            second = cutmix(images[half:], labels[half:], self.cutmix_alpha, cutmix_seed)
             return tf.concat([first[0], second[0]], 0), tf.concat([first[1], second[1]], 0)
-        return self._apply(self.mixup or self.cutmix, images, labels)
+        if self.mixup_alpha:
+            return mixup(images, labels, self.mixup_alpha, mixup_seed)
+        return cutmix(images, labels, self.cutmix_alpha, cutmix_seed)

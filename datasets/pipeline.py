@@ -68,11 +68,11 @@ class DataInput:
         return Augmentation(c.augname, c.ra_num_layers, stage.ram, stage.mixup_alpha,
                             stage.cutmix_alpha)
 
-    def _preprocess(self, image_size: int, aug: Augmentation):
+    def _preprocess(self, image_size: int, aug: Augmentation, base_seed: int):
         encoded = self.source.encoded
         num_classes, multiclass = self.num_classes, self.spec.multiclass
         min_area, crop_padding = self.config.min_crop_area, self.config.crop_padding
-        is_training, base_seed = self.is_training, self.seed
+        is_training = self.is_training
 
         def fn(index, example):
             image, label = example
@@ -102,24 +102,33 @@ class DataInput:
         return fn
 
     def dataset(self, batch_size: int, image_size: int, augmentation: Augmentation | None = None,
-                input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        """The pipeline; `batch_size` is per replica when `input_context` is given."""
+                input_context: tf.distribute.InputContext | None = None,
+                seed: int | None = None, skip: int = 0) -> tf.data.Dataset:
+        """The pipeline; `batch_size` is per replica when `input_context` is given.
+
+        Training order and randomness depend only on `seed` (default: the DataInput's) and
+        the example's position, so `skip=n` continues exactly where a pipeline that yielded
+        n examples (n a multiple of `batch_size`) stopped: how training resumes.
+        """
         aug = augmentation or self.augmentation()
+        seed = self.seed if seed is None else seed
         ds = self.source.dataset
         if input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         if self.config.cache and not self.source.in_memory:
             ds = ds.cache()
         if self.is_training:
-            ds = ds.shuffle(self.config.shuffle_buffer, seed=self.seed,
+            ds = ds.shuffle(self.config.shuffle_buffer, seed=seed,
                             reshuffle_each_iteration=True).repeat()
-        ds = ds.enumerate().map(self._preprocess(image_size, aug),
-                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.skip(skip)
+        ds = ds.enumerate(start=skip).map(self._preprocess(image_size, aug, seed),
+                                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=self.is_training,
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        mixer = augment.BatchMixer(aug.mixup_alpha, aug.cutmix_alpha, self.seed)
+        mixer = augment.BatchMixer(aug.mixup_alpha, aug.cutmix_alpha, seed)
         if self.is_training and mixer.active:
-            ds = ds.map(mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.enumerate(start=skip // batch_size).map(
+                mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -65,3 +65,14 @@ def test_eval_center_crop_rule():
     image = tf.zeros([100, 200, 3], tf.uint8)
     assert center_crop(image, 224, 32).shape[:2] == (87, 87)  # 224 / 256 * 100
     assert center_crop(image, 384, 32).shape[:2] == (100, 100)  # no crop from 320 up
+
+
+def test_skip_continues_exactly_where_a_pipeline_stopped(train_data):
+    """Resume: skipping n examples yields what the uninterrupted pipeline yielded next."""
+    aug = Augmentation("randaug", 2, 10, 0.5, 0.5)
+    whole = [b for _, b in zip(range(7), train_data.dataset(8, 32, aug, seed=3))]
+    resumed = [b for _, b in zip(range(2), train_data.dataset(8, 32, aug, seed=3, skip=5 * 8))]
+    for (a_images, a_labels), (b_images, b_labels) in zip(whole[5:], resumed):
+        np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
+        np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
+    assert not np.array_equal(whole[0][0].numpy(), whole[5][0].numpy())

@@ -53,3 +53,30 @@ def stage_settings(config, index: int) -> Stage:
 
 def all_stages(config) -> list[Stage]:
     return [stage_settings(config, k) for k in range(num_stages(config))]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """Where every training step belongs: epochs of `steps_per_epoch` steps, and stage k
+    of S covering steps [k * total // S, (k + 1) * total // S)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    num_stages: int
+
+    def stage_start(self, index: int) -> int:
+        return self.total_steps * index // self.num_stages
+
+    def stage_of(self, step: int) -> int:
+        """The stage that trains step `step` (the last stage for step == total_steps)."""
+        return next(k for k in range(self.num_stages) if step < self.stage_start(k + 1)) \
+            if step < self.total_steps else self.num_stages - 1
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def next_boundary(self, step: int) -> int:
+        """The first epoch end or stage end after `step`."""
+        epoch_end = (self.epoch_of(step) + 1) * self.steps_per_epoch
+        stage_end = self.stage_start(self.stage_of(step) + 1)
+        return min(epoch_end, stage_end, self.total_steps)

@@ -1,0 +1,121 @@
+"""Checkpoints: the latest N and the best by eval top-1, written so that a kill at any
+moment leaves the previous checkpoint intact; waiting for new ones (eval mode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+from efficientnetv2.errors import UserError
+
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+
+
+def check_writable(directory: str) -> None:
+    """Fails with a UserError, before any training, if `directory` cannot be written."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test") as f:
+            f.write(b"0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UserError(f"--model_dir {directory!r} is not writable ({e.strerror or e}); "
+                        "choose another directory or fix its permissions / free space")
+
+
+class Checkpoints:
+    """A tf.train.Checkpoint of the run's state with two managers: the last
+    `keep` checkpoints in `directory`, and the best by eval top-1 in `directory/best`.
+
+    TensorFlow writes the data files first and the `checkpoint` index file last (atomically),
+    so a run killed while saving resumes from the previous checkpoint. A failed save (disk
+    full) removes its partial files and raises a UserError; earlier checkpoints stay valid.
+    `write` is False on non-chief workers of a multi-worker run: they save to a scratch folder
+    (every worker must take part in a save) that is deleted afterwards.
+    """
+
+    def __init__(self, directory: str, keep: int, write: bool = True, **objects):
+        self.directory = directory
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        target = directory if write else tempfile.mkdtemp(prefix="efficientnetv2_worker_ckpt_")
+        self.write = write
+        self.latest_manager = tf.train.CheckpointManager(self.checkpoint, target, max_to_keep=keep)
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(target, BEST_DIR), max_to_keep=1)
+
+    @property
+    def latest(self) -> str | None:
+        """The latest checkpoint in `directory` (the chief's, on every worker)."""
+        return tf.train.latest_checkpoint(self.directory)
+
+    def restore_latest(self) -> str | None:
+        """Restores the latest checkpoint if there is one; returns its path."""
+        path = self.latest
+        if path:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        return path
+
+    def save(self, step: int) -> str:
+        return self._save(self.latest_manager, step)
+
+    def save_if_best(self, step: int, top1: float) -> bool:
+        """Saves to best/ when `top1` beats the best so far; returns whether it did."""
+        best = self.best_top1()
+        if best is not None and top1 <= best["top1"]:
+            return False
+        self._save(self.best_manager, step)
+        if self.write:
+            with open(os.path.join(self.directory, BEST_DIR, BEST_FILE), "w") as f:
+                json.dump({"step": int(step), "top1": float(top1)}, f)
+        return True
+
+    def best_top1(self) -> dict | None:
+        path = os.path.join(self.directory, BEST_DIR, BEST_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def _save(self, manager: tf.train.CheckpointManager, step: int) -> str:
+        before = set(os.listdir(manager.directory)) if os.path.isdir(manager.directory) else set()
+        try:
+            path = manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            for name in set(os.listdir(manager.directory)) - before - {"checkpoint"}:
+                os.remove(os.path.join(manager.directory, name))
+            raise UserError(f"could not write a checkpoint in {manager.directory} ({e}); "
+                            f"the previous checkpoint {manager.latest_checkpoint} is intact. "
+                            "Free some space, then rerun the same command to resume") from e
+        if not self.write:
+            shutil.rmtree(manager.directory, ignore_errors=True)
+        return path
+
+
+def step_of(path: str) -> int:
+    """The training step a checkpoint path was saved at (its `-N` suffix)."""
+    return int(path.rsplit("-", 1)[1])
+
+
+def wait_for_checkpoints(directory: str, timeout: float, poll: float = 5.0) -> Iterator[str]:
+    """Yields each new latest checkpoint of `directory` (the current one first, if any),
+    until no new one appears for `timeout` seconds."""
+    seen = None
+    deadline = time.time() + timeout
+    while True:
+        path = tf.train.latest_checkpoint(directory)
+        if path and path != seen:
+            seen = path
+            yield path
+            deadline = time.time() + timeout
+        elif time.time() >= deadline:
+            return
+        else:
+            time.sleep(poll)

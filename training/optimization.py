@@ -1,0 +1,104 @@
+"""Optimizer, loss and regularization from the train config (Keras 3 optimizers and losses)."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import tensorflow as tf
+
+from efficientnetv2.errors import UserError
+
+OPTIMIZERS = ("rmsprop", "sgd", "momentum", "adam", "adamw")
+LOSSES = ("softmax", "sigmoid")
+
+
+def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
+                    ema_decay=None, weight_decay=None) -> keras.optimizers.Optimizer:
+    """The optimizer `train.optimizer` names, with EMA (`train.ema_decay` > 0) and gradient
+    clipping by global norm (`train.gclip` > 0). rmsprop has the original's settings (decay
+    0.9, momentum 0.9, epsilon 0.001); momentum is Nesterov momentum 0.9; adamw applies
+    `train.weight_decay` as decoupled weight decay. `ema_decay` and `weight_decay`, when
+    given, are variables the training loop updates every step (the EMA warm-up and the
+    weight-decay ramp). `mixed_float16` wraps it in Keras' dynamic loss scaling."""
+    common = {"learning_rate": learning_rate,
+              "use_ema": train_config.ema_decay > 0,
+              "ema_momentum": train_config.ema_decay or 0.99,
+              "global_clipnorm": train_config.gclip or None}
+    name = train_config.optimizer
+    if name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(rho=0.9, momentum=0.9, epsilon=0.001, **common)
+    elif name == "sgd":
+        optimizer = keras.optimizers.SGD(**common)
+    elif name == "momentum":
+        optimizer = keras.optimizers.SGD(momentum=0.9, nesterov=True, **common)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(**common)
+    elif name == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=train_config.weight_decay, **common)
+        if weight_decay is not None:
+            optimizer.weight_decay = weight_decay
+    else:
+        raise UserError(f"train.optimizer {name!r} must be one of {', '.join(OPTIMIZERS)}")
+    if ema_decay is not None and optimizer.use_ema:
+        optimizer.ema_momentum = ema_decay
+    if mixed_float16:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def ema_decay_at(decay: float, step):
+    """The original's EMA decay with warm-up: min(decay, (1 + n) / (10 + n)) after n updates."""
+    n = tf.cast(step, tf.float32) + 1.0
+    return tf.minimum(decay, (1.0 + n) / (10.0 + n))
+
+
+def base_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer inside a LossScaleOptimizer (where the EMA lives)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def loss_function(train_config, multiclass: bool):
+    """Per-example loss on logits: softmax (categorical) or sigmoid (binary) cross-entropy
+    with label smoothing; `train.loss_type` unset means sigmoid for multi-label data."""
+    kind = train_config.loss_type or ("sigmoid" if multiclass else "softmax")
+    if kind not in LOSSES:
+        raise UserError(f"train.loss_type {kind!r} must be one of {', '.join(LOSSES)}")
+    cls = keras.losses.CategoricalCrossentropy if kind == "softmax" else keras.losses.BinaryCrossentropy
+    return cls(from_logits=True, label_smoothing=train_config.label_smoothing, reduction=None)
+
+
+def _compile(pattern: str, key: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise UserError(f"{key} {pattern!r} is not a valid regular expression ({e})")
+
+
+def trained_variables(model: keras.Model, varsexp: str | None) -> list:
+    """The variables to train: all trainable ones, or those whose path matches `varsexp`
+    (e.g. 'head|predictions' trains the head only); the rest stay frozen."""
+    variables = model.trainable_variables
+    if not varsexp:
+        return variables
+    pattern = _compile(varsexp, "train.varsexp")
+    chosen = [v for v in variables if pattern.search(v.path)]
+    if not chosen:
+        raise UserError(f"train.varsexp {varsexp!r} matches no variable; paths look like "
+                        f"{variables[0].path!r}, {variables[-1].path!r}")
+    return chosen
+
+
+def decayed_variables(variables: list, exclude: str | None) -> list:
+    """The variables under L2 weight decay: those whose path does not match `exclude`."""
+    if not exclude:
+        return list(variables)
+    pattern = _compile(exclude, "train.weight_decay_exclude")
+    return [v for v in variables if not pattern.match(v.path)]
+
+
+def l2_loss(variables: list):
+    """sum(v**2) / 2 over the variables (TensorFlow's l2_loss), in float32."""
+    if not variables:
+        return tf.constant(0.0)
+    return tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])

@@ -1,0 +1,132 @@
+"""What a run shows and leaves: a progress bar, TensorBoard summaries, a CSV log and a PNG
+of the training curves with the progressive stages marked."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+LOG_FILE = "log.csv"
+CURVES_FILE = "curves.png"
+FIELDS = ("kind", "step", "epoch", "stage", "image_size", "learning_rate", "weight_decay",
+          "dropout", "loss", "accuracy", "top5", "images_per_sec", "seconds")
+
+
+class MetricsLog:
+    """Rows of `log.csv` (train rows per loop, eval rows per evaluation), and the same
+    values as TensorBoard scalars under `tensorboard/{train,eval}`. On resume the rows
+    after the restored step (written before a kill) are dropped."""
+
+    def __init__(self, directory: str, resume_step: int = 0, enabled: bool = True):
+        self.path = os.path.join(directory, LOG_FILE)
+        self.enabled = enabled
+        self.writers = {}
+        if not enabled:
+            return
+        rows = [r for r in read_log(self.path) if int(r["step"]) <= resume_step] if resume_step else []
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.writers = {kind: tf.summary.create_file_writer(os.path.join(directory, "tensorboard", kind))
+                        for kind in ("train", "eval")}
+
+    def write(self, kind: str, step: int, **values) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, FIELDS).writerow({"kind": kind, "step": step, **values})
+        with self.writers[kind].as_default(step=step):
+            for name, value in values.items():
+                if name not in ("seconds",) and value is not None:
+                    tf.summary.scalar(name, value)
+        self.writers[kind].flush()
+
+
+def read_log(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Progress:
+    """One progress line per epoch: bar, step, loss, accuracy, learning rate, image size,
+    images/s and the epoch's ETA. Redrawn in place on a terminal; one line per update
+    otherwise (logs)."""
+
+    WIDTH = 24
+
+    def __init__(self, enabled: bool = True, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.epoch_steps = 0
+        self.rate = None
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epoch_steps = steps
+        if self.enabled:
+            self.stream.write(f"epoch {epoch + 1}/{epochs}\n")
+
+    def update(self, done: int, seconds_per_step: float, loss: float, accuracy: float, lr: float,
+               size: int, images_per_sec: float) -> None:
+        if not self.enabled:
+            return
+        filled = int(self.WIDTH * done / max(self.epoch_steps, 1))
+        eta = (self.epoch_steps - done) * seconds_per_step
+        line = (f"[{'=' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.epoch_steps} "
+                f"loss {loss:.4f} acc {accuracy:.4f} lr {lr:.3g} {size}px "
+                f"{images_per_sec:,.0f} img/s ETA {_duration(eta)}")
+        end = "\n" if not self.tty or done >= self.epoch_steps else ""
+        self.stream.write(("\r" + line + "\033[K" if self.tty else line) + end)
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def plot_curves(log_path: str, out_path: str, title: str) -> str:
+    """Loss and accuracy against epochs (train and eval), stage starts marked with the
+    stage's image size; written as a PNG."""
+    rows = read_log(log_path)
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "accuracy", "top-1 accuracy")):
+        ax.plot([float(r["epoch"]) for r in train], [float(r[key]) for r in train],
+                label=f"train {label}", color="tab:blue")
+        if evals:
+            ax.plot([float(r["epoch"]) for r in evals], [float(r[key]) for r in evals],
+                    "o-", label=f"eval {label}", color="tab:orange")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    stage, start = None, 0.0
+    for r in train:
+        if r["stage"] != stage:
+            stage = r["stage"]
+            for ax in (loss_ax, acc_ax):
+                ax.axvline(start, color="gray", linestyle="--", linewidth=0.8)
+            acc_ax.text(start, 0.02, f" stage {stage}\n {r['image_size']}px", fontsize=8,
+                        transform=acc_ax.get_xaxis_transform(), color="dimgray")
+        start = float(r["epoch"])
+    acc_ax.set_ylim(0, 1)
+    loss_ax.legend()
+    acc_ax.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

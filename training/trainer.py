@@ -1,0 +1,386 @@
+"""The custom training loop: progressive stages, weight-decay ramp, EMA, checkpoints that
+resume exactly, evaluation; one device, several GPUs, several machines or a TPU.
+
+    trainer = Trainer(config, model_dir)
+    trainer.train(eval_every_epoch=False)   # or trainer.evaluate() on the latest checkpoint
+
+A step is a tf.GradientTape pass run by `strategy.run`; `runtime.iterations_per_loop` steps run
+inside one tf.function (the original's `iterations_per_loop`), XLA-compiled with `runtime.xla`.
+Everything about a step (stage, epoch, position in the data) follows from the optimizer's step
+counter, which the checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import efficientnetv2
+from efficientnetv2 import hparams
+from efficientnetv2.datasets import DataInput
+from efficientnetv2.errors import UserError
+
+from . import checkpoints, optimization, reporting
+from .progressive import StepPlan, all_stages, num_stages
+from .schedules import learning_rate_schedule, weight_decay
+from .strategies import is_chief, make_strategy
+
+
+@dataclasses.dataclass
+class EvalResult:
+    step: int
+    loss: float
+    top1: float
+    top5: float
+    count: int
+
+
+def mixed_precision_policy(config, strategy: tf.distribute.Strategy) -> str:
+    """float32, or mixed_float16 on GPU / mixed_bfloat16 on TPU and CPU when
+    `runtime.mixed_precision` is true (unset: on for GPU and TPU)."""
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    enabled = config.runtime.mixed_precision
+    if enabled is None:
+        enabled = on_tpu or on_gpu
+    if not enabled:
+        return "float32"
+    return "mixed_float16" if on_gpu and not on_tpu else "mixed_bfloat16"
+
+
+class Trainer:
+    """Builds data, model, optimizer and checkpoints for a config; trains and evaluates."""
+
+    def __init__(self, config, model_dir: str, strategy: tf.distribute.Strategy | None = None,
+                 verbose: bool = True, need_train_data: bool = True, **tpu_flags):
+        self.config = config
+        self.model_dir = model_dir
+        self.strategy = strategy or make_strategy(config.runtime.strategy, **tpu_flags)
+        self.chief = is_chief(self.strategy)
+        self.verbose = verbose and self.chief
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.policy = mixed_precision_policy(config, self.strategy)
+        keras.config.set_dtype_policy(self.policy)
+        seed = config.train.seed
+        keras.utils.set_random_seed(seed)
+
+        self.eval_data = DataInput(config.data, config.eval.split, False, seed=seed)
+        self.train_data = (DataInput(config.data, config.train.split, True, seed=seed)
+                           if need_train_data else None)
+        data = self.train_data or self.eval_data
+        self.num_classes = config.model.num_classes or data.num_classes
+        if data.num_classes != self.num_classes:
+            raise UserError(f"model.num_classes={self.num_classes} but {config.data.ds_name} has "
+                            f"{data.num_classes} classes; unset model.num_classes")
+        with config.unlocked():
+            config.model.num_classes = self.num_classes
+        self.class_names = data.class_names
+        self.multiclass = data.spec.multiclass
+        self.stages = all_stages(config)
+        self.plan = self._plan() if need_train_data else None
+
+        with self.strategy.scope():
+            self.model = self._build_model()
+            self.variables = optimization.trained_variables(self.model, config.train.varsexp)
+            self.decayed = optimization.decayed_variables(self.variables,
+                                                          config.train.weight_decay_exclude)
+            self.weight_decay = _scalar_variable(config.train.weight_decay, "weight_decay")
+            self.ema_decay = _scalar_variable(config.train.ema_decay, "ema_decay")
+            steps_per_epoch = self.plan.steps_per_epoch if self.plan else 1
+            total = self.plan.total_steps if self.plan else 1
+            self.learning_rate = learning_rate_schedule(config.train, steps_per_epoch, total)
+            self.optimizer = optimization.build_optimizer(
+                config.train, self.learning_rate, mixed_float16=self.policy == "mixed_float16",
+                ema_decay=self.ema_decay, weight_decay=self.weight_decay)
+            self.optimizer.build(self.variables)
+            self.loss_fn = optimization.loss_function(config.train, self.multiclass)
+        inner = optimization.base_optimizer(self.optimizer)
+        self.averages = list(inner._model_variables_moving_average) if inner.use_ema else []
+        seeds = [v.value for v in self.model.non_trainable_variables if "seed_generator" in v.path]
+        self.checkpoints = checkpoints.Checkpoints(
+            model_dir, config.runtime.keep_checkpoint_max, write=self.chief,
+            model=self.model, optimizer=self.optimizer, seeds=seeds,
+            ema={v.path.replace("/", "."): a for v, a in zip(self.variables, self.averages)})
+
+    # ----------------------------------------------------------------- set-up
+    def _plan(self) -> StepPlan:
+        train = self.config.train
+        batch = train.batch_size
+        if batch % self.replicas:
+            raise UserError(f"train.batch_size={batch} must be a multiple of the "
+                            f"{self.replicas} replicas")
+        examples = self.train_data.num_examples
+        steps_per_epoch = examples // batch
+        if steps_per_epoch < 1:
+            raise UserError(f"train.batch_size={batch} is larger than the {examples} training "
+                            "examples; lower train.batch_size")
+        total = max(int(round(train.epochs * steps_per_epoch)), int(train.min_steps or 0))
+        if total < len(self.stages):
+            raise UserError(f"{total} training steps cannot make {len(self.stages)} stages; "
+                            "raise train.epochs or lower train.stages")
+        return StepPlan(steps_per_epoch, total, num_stages(self.config))
+
+    def _build_model(self) -> keras.Model:
+        name, overrides = hparams.model_arguments(self.config)
+        overrides["dropout_rate"] = max(s.dropout_rate for s in self.stages)
+        model = efficientnetv2.get_model(name, self.num_classes, **overrides)
+        init = self.config.train.ft_init_ckpt
+        if init:
+            from .finetune import load_initial_weights
+            load_initial_weights(model, init, self.config.train.ft_init_ema, log=self._log)
+        return model
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    # ----------------------------------------------------------------- steps
+    def _compute(self, images, labels, decay):
+        """Loss, gradients and (loss sum, correct, count) of one replica's batch."""
+        global_batch = self.config.train.batch_size
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(images, training=True), tf.float32)
+            per_example = self.loss_fn(labels, logits)
+            loss = tf.reduce_sum(per_example) / global_batch
+            if self.config.train.optimizer != "adamw" and self.decayed:
+                loss += decay * optimization.l2_loss(self.decayed) / self.replicas
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.variables)
+        stats = tf.stack([tf.reduce_sum(per_example), _correct(labels, logits, 1),
+                          tf.cast(tf.shape(labels)[0], tf.float32)])
+        return grads, stats
+
+    def _make_train_loop(self):
+        """A tf.function running `steps` training steps from a distributed iterator."""
+        train = self.config.train
+        total = self.plan.total_steps
+
+        def step(images, labels):
+            iterations = self.optimizer.iterations
+            decay = weight_decay(train.weight_decay, train.weight_decay_inc, iterations, total)
+            self.weight_decay.assign(decay)
+            self.ema_decay.assign(optimization.ema_decay_at(train.ema_decay, iterations))
+            grads, stats = compute(images, labels, decay)
+            self.optimizer.apply(grads, self.variables)
+            return stats
+
+        compute = self._compute
+        xla = self.config.runtime.xla
+        if xla and self.replicas == 1:
+            step = tf.function(step, jit_compile=True)
+        elif xla:  # cross-replica gradient sums cannot run inside XLA: compile the rest
+            compute = tf.function(self._compute, jit_compile=True)
+
+        @tf.function
+        def loop(iterator, steps):
+            totals = tf.zeros([3])
+            for _ in tf.range(steps):
+                images, labels = next(iterator)
+                stats = self.strategy.run(step, args=(images, labels))
+                totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
+            return totals
+        return loop
+
+    def _stage_iterator(self, stage, step: int):
+        """A distributed iterator over stage `stage`'s data, positioned at `step`."""
+        batch = self.config.train.batch_size
+        done = (step - self.plan.stage_start(stage.index)) * batch
+        augmentation = self.train_data.augmentation(stage)
+        seed = self.config.train.seed + stage.index
+
+        def dataset_fn(context: tf.distribute.InputContext):
+            return self.train_data.dataset(
+                context.get_per_replica_batch_size(batch), stage.image_size, augmentation,
+                context, seed=seed, skip=done // context.num_input_pipelines)
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+    def _set_dropout(self, rate: float) -> None:
+        try:
+            self.model.get_layer("top_dropout").rate = rate
+        except ValueError:  # no dropout layer: every stage's rate is 0
+            pass
+
+    # ----------------------------------------------------------------- train
+    def train(self, eval_every_epoch: bool = False) -> EvalResult | None:
+        """Trains to the end (resuming from the latest checkpoint), evaluates, plots."""
+        plan, config = self.plan, self.config
+        if self.chief:
+            checkpoints.check_writable(self.model_dir)
+            hparams.save_config(config, self.model_dir)
+        restored = self.checkpoints.restore_latest()
+        start = self.step
+        if restored:
+            self._log(f"resumed from {restored}: step {start}, epoch {plan.epoch_of(start) + 1}, "
+                      f"stage {plan.stage_of(start) + 1}")
+        log = reporting.MetricsLog(self.model_dir, start, enabled=self.chief)
+        progress = reporting.Progress(self.verbose)
+        self._log(f"training {config.model.model_name} on {config.data.ds_name}: "
+                  f"{plan.total_steps} steps ({plan.steps_per_epoch}/epoch, batch "
+                  f"{config.train.batch_size}, {self.replicas} replica(s), {self.policy}), "
+                  f"{len(self.stages)} stage(s): "
+                  + ", ".join(f"{s.image_size}px" for s in self.stages))
+        result = None
+        try:
+            while self.step < plan.total_steps:
+                result = self._train_stage(self.stages[plan.stage_of(self.step)], log, progress,
+                                           eval_every_epoch) or result
+        except KeyboardInterrupt:
+            path = self.checkpoints.save(self.step)
+            self._log(f"\ninterrupted: saved {path} at step {self.step}; rerun the same "
+                      "command to resume")
+            raise SystemExit(130)
+        if result is None or result.step != self.step:
+            result = self.evaluate_and_log(log)
+        if self.chief:
+            path = reporting.plot_curves(log.path, os.path.join(self.model_dir, reporting.CURVES_FILE),
+                                         f"{config.model.model_name} on {config.data.ds_name}")
+            self._log(f"wrote {path}")
+        return result
+
+    def _train_stage(self, stage, log, progress, eval_every_epoch) -> EvalResult | None:
+        plan, config = self.plan, self.config
+        end = plan.stage_start(stage.index + 1)
+        self._set_dropout(stage.dropout_rate)
+        loop = self._make_train_loop()
+        iterator = self._stage_iterator(stage, self.step)
+        self._log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.image_size}px, "
+                  f"{config.data.augname} magnitude {stage.ram:g}, mixup {stage.mixup_alpha:g}, "
+                  f"cutmix {stage.cutmix_alpha:g}, dropout {stage.dropout_rate:g}")
+        result = None
+        while self.step < end:
+            step = self.step
+            epoch = plan.epoch_of(step)
+            epoch_start = epoch * plan.steps_per_epoch
+            epoch_steps = min(plan.steps_per_epoch, plan.total_steps - epoch_start)
+            if step == epoch_start or progress.epoch_steps != epoch_steps:
+                progress.start_epoch(epoch, math.ceil(plan.total_steps / plan.steps_per_epoch),
+                                     epoch_steps)
+            steps = min(config.runtime.iterations_per_loop, plan.next_boundary(step) - step)
+            began = time.time()
+            loss_sum, correct, count = loop(iterator, tf.constant(steps)).numpy()
+            seconds = time.time() - began
+            loss, accuracy = loss_sum / max(count, 1), correct / max(count, 1)
+            if not np.isfinite(loss):
+                raise UserError(
+                    f"the loss became {loss} between steps {step} and {step + steps}; stopped "
+                    f"without saving, the last good checkpoint ({self.checkpoints.latest}) is "
+                    "kept. Lower train.lr_base or set train.gclip, then rerun to resume from it")
+            now = self.step
+            values = {"epoch": now / plan.steps_per_epoch, "stage": stage.index,
+                      "image_size": stage.image_size,
+                      "learning_rate": float(self.learning_rate(now - 1)),
+                      "weight_decay": float(self.weight_decay.numpy()),
+                      "dropout": stage.dropout_rate, "loss": loss, "accuracy": accuracy,
+                      "images_per_sec": count / seconds, "seconds": seconds}
+            log.write("train", now, **values)
+            progress.update(now - epoch_start, seconds / steps, loss, accuracy,
+                            values["learning_rate"], stage.image_size, values["images_per_sec"])
+            if now % plan.steps_per_epoch == 0 or now in (end, plan.total_steps):
+                self.checkpoints.save(now)
+                if eval_every_epoch:
+                    result = self.evaluate_and_log(log)
+        return result
+
+    # ----------------------------------------------------------------- eval
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """The trained variables hold their EMA inside the block (when EMA is on)."""
+        if not self.averages:
+            yield
+            return
+        self._swap_ema()
+        try:
+            yield
+        finally:
+            self._swap_ema()
+
+    @tf.function
+    def _swap_ema(self):
+        for variable, average in zip(self.variables, self.averages):
+            value = tf.identity(variable)
+            variable.assign(average)
+            average.assign(value)
+
+    def evaluate(self) -> EvalResult:
+        """top-1, top-5 and cross-entropy on the eval split, with EMA weights if kept."""
+        size, batch = self.config.eval.isize, self.config.eval.batch_size
+        if batch % self.replicas:
+            raise UserError(f"eval.batch_size={batch} must be a multiple of the "
+                            f"{self.replicas} replicas")
+
+        def dataset_fn(context):
+            return self.eval_data.dataset(context.get_per_replica_batch_size(batch), size,
+                                          input_context=context)
+        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+        compute = tf.function(self._eval_stats, jit_compile=self.config.runtime.xla)
+
+        @tf.function
+        def run():
+            totals = tf.zeros([4])
+            for images, labels in dataset:
+                stats = self.strategy.run(compute, args=(images, labels))
+                totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
+            return totals
+
+        with self.ema_weights():
+            loss_sum, top1, top5, count = run().numpy()
+        count = max(count, 1)
+        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count))
+
+    def _eval_stats(self, images, labels):
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        if self.multiclass:
+            losses = keras.losses.binary_crossentropy(labels, logits, from_logits=True)
+        else:
+            losses = keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+        return tf.stack([tf.reduce_sum(losses), _correct(labels, logits, 1),
+                         _correct(labels, logits, min(5, self.num_classes)),
+                         tf.cast(tf.shape(labels)[0], tf.float32)])
+
+    def evaluate_and_log(self, log: reporting.MetricsLog | None = None) -> EvalResult:
+        began = time.time()
+        result = self.evaluate()
+        seconds = time.time() - began
+        self._log(f"eval at step {result.step}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, "
+                  f"loss {result.loss:.4f} ({result.count} images, {seconds:.1f}s)")
+        if log is not None:
+            epoch = result.step / self.plan.steps_per_epoch if self.plan else None
+            log.write("eval", result.step, epoch=epoch, loss=result.loss, accuracy=result.top1,
+                      top5=result.top5, images_per_sec=result.count / seconds, seconds=seconds)
+        if self.plan is not None:
+            self.checkpoints.save_if_best(result.step, result.top1)
+        return result
+
+    def evaluate_checkpoint(self, path: str) -> EvalResult:
+        """Restores `path` (model, EMA) and evaluates it."""
+        try:
+            self.checkpoints.checkpoint.restore(path).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
+                            f"{self.num_classes} classes: {str(e).splitlines()[0]}")
+        return self.evaluate_and_log()
+
+
+def _scalar_variable(value: float, name: str) -> tf.Variable:
+    """A float the training step sets (same on every replica)."""
+    return tf.Variable(float(value), trainable=False, name=name,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def _correct(labels, logits, k: int):
+    """How many examples have a positive label among their top-k logits (one-hot or multi-hot)."""
+    top = tf.math.top_k(logits, k).indices
+    hits = tf.gather(labels, top, batch_dims=1)
+    return tf.reduce_sum(tf.cast(tf.reduce_max(hits, axis=1) > 0.5, tf.float32))
+
