@@ -90,7 +90,11 @@ class Checkpoints:
             path = manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
             for name in set(os.listdir(manager.directory)) - before - {"checkpoint"}:
-                os.remove(os.path.join(manager.directory, name))
+                partial = os.path.join(manager.directory, name)
+                if os.path.isdir(partial):
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    os.remove(partial)
             raise UserError(f"could not write a checkpoint in {manager.directory} ({e}); "
                             f"the previous checkpoint {manager.latest_checkpoint} is intact. "
                             "Free some space, then rerun the same command to resume") from e

@@ -64,7 +64,7 @@ def load_initial_weights(model, path: str, use_ema: bool = True,
     if use_ema and saved:
         for variable in source.trainable_variables:
             key = variable.path.replace("/", ".")
-            if key in saved:
+            if key.replace(".", "..") in saved:  # checkpoint keys escape "." as ".."
                 variable.assign(averages[key])
     copied, skipped = 0, []
     for layer in model.layers:

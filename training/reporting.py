@@ -15,8 +15,9 @@ import tensorflow as tf  # noqa: E402
 
 LOG_FILE = "log.csv"
 CURVES_FILE = "curves.png"
-FIELDS = ("kind", "step", "epoch", "stage", "image_size", "learning_rate", "weight_decay",
-          "dropout", "loss", "accuracy", "top5", "images_per_sec", "seconds")
+FIELDS = ("kind", "step", "epoch", "stage", "image_size", "ram", "mixup", "cutmix", "dropout",
+          "learning_rate", "weight_decay", "loss", "accuracy", "top5", "images_per_sec",
+          "seconds")
 
 
 class MetricsLog:
@@ -45,7 +46,7 @@ class MetricsLog:
             csv.DictWriter(f, FIELDS).writerow({"kind": kind, "step": step, **values})
         with self.writers[kind].as_default(step=step):
             for name, value in values.items():
-                if name not in ("seconds",) and value is not None:
+                if name != "seconds" and value is not None:
                     tf.summary.scalar(name, value)
         self.writers[kind].flush()
 
@@ -119,12 +120,12 @@ def plot_curves(log_path: str, out_path: str, title: str) -> str:
             stage = r["stage"]
             for ax in (loss_ax, acc_ax):
                 ax.axvline(start, color="gray", linestyle="--", linewidth=0.8)
-            acc_ax.text(start, 0.02, f" stage {stage}\n {r['image_size']}px", fontsize=8,
+            acc_ax.text(start, 0.02, f" stage {int(stage) + 1}\n {r['image_size']}px", fontsize=8,
                         transform=acc_ax.get_xaxis_transform(), color="dimgray")
         start = float(r["epoch"])
     acc_ax.set_ylim(0, 1)
     loss_ax.legend()
-    acc_ax.legend(loc="lower right")
+    acc_ax.legend(loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)

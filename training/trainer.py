@@ -82,12 +82,15 @@ class Trainer:
         with config.unlocked():
             config.model.num_classes = self.num_classes
         self.class_names = data.class_names
+        self._eval_fn = None
         self.multiclass = data.spec.multiclass
         self.stages = all_stages(config)
         self.plan = self._plan() if need_train_data else None
 
         with self.strategy.scope():
             self.model = self._build_model()
+            self.dropout = next((layer for layer in self.model.layers
+                                 if layer.name == "top_dropout"), None)
             self.variables = optimization.trained_variables(self.model, config.train.varsexp)
             self.decayed = optimization.decayed_variables(self.variables,
                                                           config.train.weight_decay_exclude)
@@ -205,11 +208,6 @@ class Trainer:
                 context, seed=seed, skip=done // context.num_input_pipelines)
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
-    def _set_dropout(self, rate: float) -> None:
-        try:
-            self.model.get_layer("top_dropout").rate = rate
-        except ValueError:  # no dropout layer: every stage's rate is 0
-            pass
 
     # ----------------------------------------------------------------- train
     def train(self, eval_every_epoch: bool = False) -> EvalResult | None:
@@ -251,7 +249,8 @@ class Trainer:
     def _train_stage(self, stage, log, progress, eval_every_epoch) -> EvalResult | None:
         plan, config = self.plan, self.config
         end = plan.stage_start(stage.index + 1)
-        self._set_dropout(stage.dropout_rate)
+        if self.dropout:  # the step function is traced below, with this rate
+            self.dropout.rate = stage.dropout_rate
         loop = self._make_train_loop()
         iterator = self._stage_iterator(stage, self.step)
         self._log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.image_size}px, "
@@ -278,10 +277,12 @@ class Trainer:
                     "kept. Lower train.lr_base or set train.gclip, then rerun to resume from it")
             now = self.step
             values = {"epoch": now / plan.steps_per_epoch, "stage": stage.index,
-                      "image_size": stage.image_size,
+                      "image_size": stage.image_size, "ram": stage.ram,
+                      "mixup": stage.mixup_alpha, "cutmix": stage.cutmix_alpha,
+                      "dropout": self.dropout.rate if self.dropout else 0.0,
                       "learning_rate": float(self.learning_rate(now - 1)),
                       "weight_decay": float(self.weight_decay.numpy()),
-                      "dropout": stage.dropout_rate, "loss": loss, "accuracy": accuracy,
+                      "loss": loss, "accuracy": accuracy,
                       "images_per_sec": count / seconds, "seconds": seconds}
             log.write("train", now, **values)
             progress.update(now - epoch_start, seconds / steps, loss, accuracy,
@@ -314,6 +315,15 @@ class Trainer:
 
     def evaluate(self) -> EvalResult:
         """top-1, top-5 and cross-entropy on the eval split, with EMA weights if kept."""
+        if self._eval_fn is None:
+            self._eval_fn = self._make_eval_fn()
+        with self.ema_weights():
+            loss_sum, top1, top5, count = self._eval_fn().numpy()
+        count = max(count, 1)
+        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count))
+
+    def _make_eval_fn(self):
+        """A tf.function summing (loss, top-1 hits, top-5 hits, count) over the eval split."""
         size, batch = self.config.eval.isize, self.config.eval.batch_size
         if batch % self.replicas:
             raise UserError(f"eval.batch_size={batch} must be a multiple of the "
@@ -332,11 +342,7 @@ class Trainer:
                 stats = self.strategy.run(compute, args=(images, labels))
                 totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
             return totals
-
-        with self.ema_weights():
-            loss_sum, top1, top5, count = run().numpy()
-        count = max(count, 1)
-        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count))
+        return run
 
     def _eval_stats(self, images, labels):
         logits = tf.cast(self.model(images, training=False), tf.float32)

@@ -1,0 +1,204 @@
+"""The training loop in-process, on a tiny model and a tiny Fashion-MNIST-format folder."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY_BLOCKS, write_idx
+
+from efficientnetv2 import hparams
+from efficientnetv2.errors import UserError
+from efficientnetv2.training import checkpoints, reporting
+from efficientnetv2.training.finetune import load_initial_weights
+from efficientnetv2.training.optimization import ema_decay_at
+from efficientnetv2.training.progressive import all_stages
+from efficientnetv2.training.trainer import Trainer
+
+# 64 train images, batch 8: 8 steps per epoch; 4 epochs in 2 stages.
+TINY_RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
+            "train.epochs=4,train.batch_size=8,train.stages=2,train.sched=true,train.isize=24,"
+            "data.ibase=16,eval.isize=24,eval.batch_size=16,runtime.iterations_per_loop=3,"
+            "train.lr_warmup_epoch=1,data.shuffle_buffer=64,train.weight_decay_inc=1.0,"
+            "data.mixup_alpha=0.4,data.cutmix_alpha=0.6,model.dropout_rate=0.3,"
+            "train.dropout_base=0.1,data.ram=9,runtime.xla=false")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    rng = np.random.RandomState(0)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_idx(folder, "train", rng.randint(0, 256, (64, 28, 28)), np.arange(64) % 10)
+    write_idx(folder, "test", rng.randint(0, 256, (32, 28, 28)), np.arange(32) % 10)
+    return folder
+
+
+def tiny_config(data_dir, extra: str = ""):
+    return hparams.build_config("custom", "fashion_mnist", hparam_str=TINY_RUN + extra,
+                                extra={"data.data_dir": str(data_dir)})
+
+
+def test_per_stage_values_at_every_step_equal_the_formulas(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    trainer.train()
+    rows = [r for r in reporting.read_log(str(tmp_path / "run" / reporting.LOG_FILE))
+            if r["kind"] == "train"]
+    total = 32
+    stages = all_stages(config)
+    assert [s.image_size for s in stages] == [20, 24]
+    for row in rows:
+        step = int(row["step"])
+        stage = stages[(step - 1) * 2 // total]  # the stage of the loop's last step
+        assert int(row["stage"]) == stage.index
+        assert int(row["image_size"]) == int(16 + (24 - 16) * (stage.index + 1) / 2)
+        assert float(row["ram"]) == pytest.approx(np.linspace(5, 9, 2)[stage.index])
+        assert float(row["mixup"]) == pytest.approx(np.linspace(0, 0.4, 2)[stage.index])
+        assert float(row["cutmix"]) == pytest.approx(np.linspace(0, 0.6, 2)[stage.index])
+        assert float(row["dropout"]) == pytest.approx(np.linspace(0.1, 0.3, 2)[stage.index])
+        # the decay of the last step of the loop, (1 + inc * (step - 1) / total) * base
+        assert float(row["weight_decay"]) == pytest.approx((1 + (step - 1) / total) * 1e-5)
+        assert float(row["learning_rate"]) == pytest.approx(
+            float(trainer.learning_rate(step - 1)), rel=1e-6)
+    # loops stop at epoch ends (8 steps) and stage ends (16 steps): 3 + 3 + 2 per epoch
+    assert [int(r["step"]) for r in rows][:4] == [3, 6, 8, 11]
+    assert int(rows[-1]["step"]) == total
+
+
+def test_switching_progressive_learning_off_by_config(data_dir, tmp_path):
+    config = tiny_config(data_dir, ",train.stages=0,train.weight_decay_inc=0")
+    Trainer(config, str(tmp_path / "run"), verbose=False).train()
+    rows = [r for r in reporting.read_log(str(tmp_path / "run" / reporting.LOG_FILE))
+            if r["kind"] == "train"]
+    assert {(r["image_size"], r["ram"], r["dropout"], r["mixup"]) for r in rows} == \
+        {("24", "9.0", "0.3", "0.4")}
+    assert [float(r["weight_decay"]) for r in rows] == pytest.approx([1e-5] * len(rows))
+
+
+def test_eval_of_the_saved_checkpoint_reproduces_the_logged_accuracy(data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    final = Trainer(tiny_config(data_dir), model_dir, verbose=False).train()
+    evals = [r for r in reporting.read_log(f"{model_dir}/{reporting.LOG_FILE}") if r["kind"] == "eval"]
+    assert float(evals[-1]["accuracy"]) == pytest.approx(final.top1)
+    tf.keras.backend.clear_session()
+    evaluator = Trainer(tiny_config(data_dir), model_dir, verbose=False, need_train_data=False)
+    again = evaluator.evaluate_checkpoint(tf.train.latest_checkpoint(model_dir))
+    assert again.step == final.step == 32
+    assert again.top1 == pytest.approx(final.top1) and again.loss == pytest.approx(final.loss, rel=1e-5)
+    assert (tmp_path / "run" / reporting.CURVES_FILE).stat().st_size > 10_000
+    assert checkpoints.step_of(tf.train.latest_checkpoint(f"{model_dir}/best")) in (8, 16, 24, 32)
+
+
+def test_ema_weights_are_swapped_in_for_eval_and_back(data_dir, tmp_path):
+    trainer = Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), str(tmp_path / "r"),
+                      verbose=False)
+    trainer.train()
+    before = [v.numpy() for v in trainer.variables]
+    with trainer.ema_weights():
+        inside = [v.numpy() for v in trainer.variables]
+    after = [v.numpy() for v in trainer.variables]
+    averages = [a.numpy() for a in trainer.averages]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(np.array_equal(a, b) for a, b in zip(inside, averages))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, inside))
+    assert float(ema_decay_at(0.9999, 0)) == pytest.approx(2 / 11)
+    assert float(ema_decay_at(0.9, 10**6)) == pytest.approx(0.9)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), model_dir, verbose=False).train()
+    good = tf.train.latest_checkpoint(model_dir)
+    tf.keras.backend.clear_session()
+    diverging = tiny_config(data_dir, ",train.epochs=2,train.stages=0,train.optimizer=sgd,"
+                                      "train.lr_base=1e30,train.lr_sched=constant")
+    with pytest.raises(UserError, match=r"the loss became nan .* last good checkpoint .*ckpt-8"):
+        Trainer(diverging, model_dir, verbose=False).train()
+    assert tf.train.latest_checkpoint(model_dir) == good
+
+
+def test_unwritable_model_dir_fails_before_training(data_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    trainer = Trainer(tiny_config(data_dir), str(blocker / "run"), verbose=False)
+    with pytest.raises(UserError, match="is not writable"):
+        trainer.train()
+    assert trainer.step == 0
+
+
+def test_a_failed_save_leaves_earlier_checkpoints_intact(data_dir, tmp_path, monkeypatch):
+    model_dir = str(tmp_path / "run")
+    trainer = Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), model_dir, verbose=False)
+    trainer.train()
+    good = tf.train.latest_checkpoint(model_dir)
+
+    def disk_full(*args, **kwargs):
+        with open(f"{model_dir}/ckpt-99.data-00000-of-00001", "w") as f:
+            f.write("partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tf.train.Checkpoint, "_write", disk_full)
+    with pytest.raises(UserError, match="No space left on device.*ckpt-8 is intact"):
+        trainer.checkpoints.save(99)
+    assert tf.train.latest_checkpoint(model_dir) == good
+    assert not any("ckpt-99" in p.name for p in (tmp_path / "run").iterdir())
+
+
+def test_fine_tuning_copies_all_but_a_different_classifier(data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    source = Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), model_dir, verbose=False)
+    source.train()
+    import efficientnetv2
+
+    target = efficientnetv2.get_model(TINY_BLOCKS, 5, feature_size=32)
+    messages = []
+    load_initial_weights(target, model_dir, use_ema=True, log=messages.append)
+    by_path = {v.path: a.numpy() for v, a in zip(source.variables, source.averages)}
+    for variable in target.trainable_variables:
+        if variable.path.startswith("predictions"):
+            assert variable.shape[-1] == 5 or variable.shape == (5,)
+        else:
+            np.testing.assert_array_equal(variable.numpy(), by_path[variable.path])
+    assert "new predictions (10 -> 5 classes)" in messages[0] and "EMA" in messages[0]
+    other = efficientnetv2.get_model(["r1_k3_s1_e1_i8_o8_c1"], 10, feature_size=32)
+    with pytest.raises(UserError, match="not the same architecture|has no layer"):
+        load_initial_weights(other, model_dir)
+
+
+def test_varsexp_freezes_everything_else(data_dir, tmp_path):
+    config = tiny_config(data_dir, ",train.epochs=1,train.stages=0,train.varsexp=predictions,"
+                                   "train.ema_decay=0")
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    before = {v.path: v.numpy() for v in trainer.model.trainable_variables}
+    trainer.train()
+    changed = {v.path for v in trainer.model.trainable_variables
+               if not np.array_equal(before[v.path], v.numpy())}
+    assert changed == {"predictions/kernel", "predictions/bias"}
+    with pytest.raises(UserError, match="matches no variable"):
+        Trainer(tiny_config(data_dir, ",train.varsexp=nothing_like_this"), str(tmp_path / "r2"))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
+def test_every_optimizer_trains(data_dir, tmp_path, optimizer):
+    config = tiny_config(data_dir, f",train.epochs=1,train.stages=0,train.optimizer={optimizer},"
+                                   "train.lr_base=0.05,train.gclip=1.0,train.label_smoothing=0")
+    result = Trainer(config, str(tmp_path / "run"), verbose=False).train()
+    assert np.isfinite(result.loss)
+
+
+def test_sigmoid_loss_and_mixed_bfloat16(data_dir, tmp_path):
+    config = tiny_config(data_dir, ",train.epochs=1,train.stages=0,train.loss_type=sigmoid,"
+                                   "runtime.mixed_precision=true")
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    assert trainer.policy == "mixed_bfloat16"
+    assert trainer.model.get_layer("stem").compute_dtype == "bfloat16"
+    assert np.isfinite(trainer.train().loss)
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_bad_batch_and_strategy_are_user_errors(data_dir, tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="larger than the 64 training examples"):
+        Trainer(tiny_config(data_dir, ",train.batch_size=128"), str(tmp_path / "r"))
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UserError, match="needs TF_CONFIG"):
+        Trainer(tiny_config(data_dir, ",runtime.strategy=multiworker"), str(tmp_path / "r"))
+    with pytest.raises(UserError, match="needs --tpu"):
+        Trainer(tiny_config(data_dir, ",runtime.strategy=tpu"), str(tmp_path / "r"))
