@@ -67,6 +67,10 @@ class Trainer:
         self.verbose = verbose and self.chief
         self.replicas = self.strategy.num_replicas_in_sync
         self.policy = mixed_precision_policy(config, self.strategy)
+        # XLA cannot compile a replica's step on logical CPU devices (variables of the other
+        # devices): with several CPU replicas (tests, trying out) the steps run without it.
+        on_cpu = not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+        self.xla = bool(config.runtime.xla) and (self.replicas == 1 or not on_cpu)
         keras.config.set_dtype_policy(self.policy)
         seed = config.train.seed
         keras.utils.set_random_seed(seed)
@@ -179,10 +183,12 @@ class Trainer:
             return stats
 
         compute = self._compute
-        xla = self.config.runtime.xla
+        xla = self.xla
         if xla and self.replicas == 1:
             step = tf.function(step, jit_compile=True)
-        elif xla:  # cross-replica gradient sums cannot run inside XLA: compile the rest
+        elif xla and not self.config.model.synchronized_bn:
+            # Cross-replica sums (of gradients here, of batch statistics with synchronized
+            # BN) cannot run inside an XLA function: compile the forward and backward pass.
             compute = tf.function(self._compute, jit_compile=True)
 
         @tf.function
@@ -328,31 +334,33 @@ class Trainer:
         if batch % self.replicas:
             raise UserError(f"eval.batch_size={batch} must be a multiple of the "
                             f"{self.replicas} replicas")
+        examples = self.eval_data.num_examples
 
         def dataset_fn(context):
-            return self.eval_data.dataset(context.get_per_replica_batch_size(batch), size,
-                                          input_context=context)
+            per_replica = context.get_per_replica_batch_size(batch)
+            dataset = self.eval_data.dataset(per_replica, size, input_context=context)
+            return _padded_batches(dataset, per_replica, examples, context)
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-        compute = tf.function(self._eval_stats, jit_compile=self.config.runtime.xla)
+        compute = tf.function(self._eval_stats, jit_compile=self.xla)
 
         @tf.function
         def run():
             totals = tf.zeros([4])
-            for images, labels in dataset:
-                stats = self.strategy.run(compute, args=(images, labels))
+            for images, labels, mask in dataset:
+                stats = self.strategy.run(compute, args=(images, labels, mask))
                 totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
             return totals
         return run
 
-    def _eval_stats(self, images, labels):
+    def _eval_stats(self, images, labels, mask):
         logits = tf.cast(self.model(images, training=False), tf.float32)
         if self.multiclass:
             losses = keras.losses.binary_crossentropy(labels, logits, from_logits=True)
         else:
             losses = keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
-        return tf.stack([tf.reduce_sum(losses), _correct(labels, logits, 1),
-                         _correct(labels, logits, min(5, self.num_classes)),
-                         tf.cast(tf.shape(labels)[0], tf.float32)])
+        return tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
+                         _correct(labels, logits, min(5, self.num_classes), mask),
+                         tf.reduce_sum(mask)])
 
     def evaluate_and_log(self, log: reporting.MetricsLog | None = None) -> EvalResult:
         began = time.time()
@@ -384,9 +392,29 @@ def _scalar_variable(value: float, name: str) -> tf.Variable:
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
-def _correct(labels, logits, k: int):
+def _correct(labels, logits, k: int, mask=None):
     """How many examples have a positive label among their top-k logits (one-hot or multi-hot)."""
     top = tf.math.top_k(logits, k).indices
-    hits = tf.gather(labels, top, batch_dims=1)
-    return tf.reduce_sum(tf.cast(tf.reduce_max(hits, axis=1) > 0.5, tf.float32))
+    hits = tf.cast(tf.reduce_max(tf.gather(labels, top, batch_dims=1), axis=1) > 0.5, tf.float32)
+    return tf.reduce_sum(hits if mask is None else hits * mask)
+
+
+def _padded_batches(dataset: tf.data.Dataset, batch: int, examples: int | None,
+                    context: tf.distribute.InputContext) -> tf.data.Dataset:
+    """Eval batches as (images, labels, mask), every batch full (padding has mask 0) and as
+    many batches on every input pipeline, a multiple of its replicas: no replica or worker
+    ever sees an empty or missing batch, and shapes stay static."""
+    def pad(images, labels):
+        missing = batch - tf.shape(images)[0]
+        mask = tf.pad(tf.ones(tf.shape(images)[:1]), [[0, missing]])
+        return (tf.pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]]),
+                tf.pad(labels, [[0, missing], [0, 0]]), mask)
+    dataset = dataset.map(pad)
+    if examples is None:
+        return dataset
+    local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+    batches = math.ceil(examples / context.num_input_pipelines / batch)
+    batches = math.ceil(batches / local_replicas) * local_replicas
+    filler = dataset.take(1).map(lambda i, y, m: (tf.zeros_like(i), tf.zeros_like(y), tf.zeros_like(m)))
+    return dataset.concatenate(filler.repeat()).take(batches)
 

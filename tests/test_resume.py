@@ -1,0 +1,100 @@
+"""Exact resume: a run killed (SIGKILL, or Ctrl-C) and resumed ends with the same weights
+as an uninterrupted run with the same seed (subprocesses of main.py on a tiny model)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY_BLOCKS, write_idx
+from test_main import ROOT
+
+# 192 images, batch 8: 24 steps per epoch, 4 epochs in 2 stages (stage boundary at step 48).
+# Mixup, cutmix, RandAugment, dropout and stochastic depth are on; XLA is on (the default).
+RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
+       "model.dropout_rate=0.3,model.survival_prob=0.5,train.epochs=4,train.batch_size=8,"
+       "train.stages=2,train.sched=true,train.isize=24,data.ibase=16,eval.isize=24,"
+       "eval.batch_size=16,runtime.iterations_per_loop=4,data.shuffle_buffer=64,"
+       "data.mixup_alpha=0.4,data.cutmix_alpha=0.5,data.ram=10,train.lr_warmup_epoch=1,"
+       "train.weight_decay_inc=1.0")
+STEPS_PER_EPOCH, TOTAL = 24, 96
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.RandomState(2)
+    write_idx(folder, "train", rng.randint(0, 256, (192, 28, 28)), np.arange(192) % 10)
+    write_idx(folder, "test", rng.randint(0, 256, (20, 28, 28)), np.arange(20) % 10)
+    return folder
+
+
+def start(data_dir, model_dir) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "main.py", "--mode=train", "--model_name=custom",
+         "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+         f"--hparam_str={RUN}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process) -> str:
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def interrupt_after(process, model_dir, step: int, sig) -> tuple[int, str]:
+    """Sends `sig` as soon as the checkpoint of `step` is the latest; returns the exit code."""
+    deadline = time.time() + 300
+    while tf.train.latest_checkpoint(str(model_dir)) != f"{model_dir}/ckpt-{step}":
+        assert process.poll() is None and time.time() < deadline, "the run ended early"
+        time.sleep(0.01)
+    process.send_signal(sig)
+    stdout, _ = process.communicate(timeout=120)
+    return process.returncode, stdout
+
+
+def weights(model_dir, step: int) -> dict:
+    reader = tf.train.load_checkpoint(f"{model_dir}/ckpt-{step}")
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and "save_counter" not in key}
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("uninterrupted")
+    finish(start(data_dir, model_dir))
+    return weights(model_dir, TOTAL)
+
+
+def assert_same(resumed: dict, reference: dict) -> None:
+    assert resumed.keys() == reference.keys() and len(reference) > 50
+    for key in reference:
+        np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
+
+
+def test_sigkill_mid_stage_and_at_the_stage_boundary(data_dir, tmp_path, reference):
+    model_dir = tmp_path / "run"
+    code, _ = interrupt_after(start(data_dir, model_dir), model_dir, STEPS_PER_EPOCH, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    process = start(data_dir, model_dir)  # resumes in the middle of stage 1
+    code, stdout = interrupt_after(process, model_dir, 2 * STEPS_PER_EPOCH, signal.SIGKILL)
+    assert "resumed from" in stdout and "step 24, epoch 2, stage 1" in stdout
+    stdout = finish(start(data_dir, model_dir))  # resumes at the start of stage 2
+    assert "step 48, epoch 3, stage 2" in stdout and "stage 1/2" not in stdout
+    assert_same(weights(model_dir, TOTAL), reference)
+
+
+def test_ctrl_c_saves_where_it_stopped_and_resumes_exactly(data_dir, tmp_path, reference):
+    model_dir = tmp_path / "run"
+    code, stdout = interrupt_after(start(data_dir, model_dir), model_dir, STEPS_PER_EPOCH,
+                                   signal.SIGINT)
+    assert code == 130 and "interrupted: saved" in stdout
+    saved = tf.train.latest_checkpoint(str(model_dir))
+    assert int(saved.rsplit("-", 1)[1]) >= STEPS_PER_EPOCH
+    finish(start(data_dir, model_dir))
+    assert_same(weights(model_dir, TOTAL), reference)
