@@ -32,7 +32,8 @@ class DataInput:
     """One split of a registry dataset; builds pipelines at any image size and augmentation.
 
     The source is loaded once (and checked: missing files, bad folders), so that progressive
-    learning can build a pipeline per stage cheaply.
+    learning can build a pipeline per stage cheaply. `data.max_train_examples` /
+    `data.max_eval_examples` (0: all) keep only the first examples of the split.
     """
 
     def __init__(self, data_config, split: str, is_training: bool, data_dir: str | None = None,
@@ -44,6 +45,10 @@ class DataInput:
         self.seed = seed
         self.source: Source = load_source(self.spec, split, data_dir or data_config.data_dir,
                                           data_config.val_fraction, seed)
+        limit = data_config.max_train_examples if is_training else data_config.max_eval_examples
+        if limit and (self.source.num_examples is None or limit < self.source.num_examples):
+            self.source = dataclasses.replace(self.source, dataset=self.source.dataset.take(limit),
+                                              num_examples=limit)
         if data_config.augname not in AUGMENTATIONS:
             raise UserError(f"data.augname {data_config.augname!r} must be one of "
                             f"{', '.join(AUGMENTATIONS)}")

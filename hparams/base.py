@@ -78,6 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
             "shuffle_buffer": 16384,
             "val_fraction": 0.1,  # imagefolder without val/: seeded share of each class.
             "multiclass": False,
+            "max_train_examples": 0,  # keep only the first N training examples (0: all).
+            "max_eval_examples": 0,  # keep only the first N eval examples (0: all).
         },
         "runtime": {
             "strategy": "default",

@@ -17,6 +17,7 @@ def _fresh_keras_session():
     keras.utils.set_random_seed(0)
     yield
     keras.backend.clear_session()
+    keras.config.set_dtype_policy("float32")  # a mixed-precision test must not leak
 
 
 def write_idx(directory, split: str, images, labels) -> None:
@@ -34,6 +35,17 @@ def write_idx(directory, split: str, images, labels) -> None:
         f.write(struct.pack(">IIII", IMAGES_MAGIC, *images.shape) + images.tobytes())
     with gzip.open(os.path.join(directory, f"{labels_name}.gz"), "wb") as f:
         f.write(struct.pack(">II", LABELS_MAGIC, len(labels)) + np.asarray(labels, np.uint8).tobytes())
+
+
+def idx_folder(folder, train: int, test: int, seed: int = 0):
+    """Random 28x28 images, labels cycling over the 10 classes, as Fashion-MNIST files."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    os.makedirs(folder, exist_ok=True)
+    write_idx(folder, "train", rng.randint(0, 256, (train, 28, 28)), np.arange(train) % 10)
+    write_idx(folder, "test", rng.randint(0, 256, (test, 28, 28)), np.arange(test) % 10)
+    return folder
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import yaml
 
 import efficientnetv2
 from efficientnetv2 import hparams
-from efficientnetv2.hparams import parse_hparam_str, parse_value
+from efficientnetv2.hparams import parse_value
 
 
 def test_parse_values():
@@ -49,8 +49,9 @@ def test_model_and_dataset_configs():
     s = hparams.build_config("efficientnetv2-s", "imagenet")
     assert (s.train.isize, s.eval.isize, s.train.stages, s.train.sched) == (300, 384, 4, True)
     assert (s.data.ram, s.data.mixup_alpha, s.model.dropout_rate) == (10, 0.0, 0.2)
-    l = hparams.build_config("efficientnetv2-l", "ImageNet")  # case-insensitive
-    assert (l.data.ram, l.data.mixup_alpha, l.data.cutmix_alpha, l.eval.isize) == (20, 0.5, 0.5, 480)
+    large = hparams.build_config("efficientnetv2-l", "ImageNet")  # case-insensitive
+    assert (large.data.ram, large.data.mixup_alpha, large.data.cutmix_alpha,
+            large.eval.isize) == (20, 0.5, 0.5, 480)
     b3 = hparams.build_config("efficientnet-b3", "cifar10ft")
     assert (b3.model.width_coefficient, b3.model.depth_coefficient) == (1.2, 1.4)
     assert (b3.train.lr_sched, b3.train.batch_size, b3.data.ds_name) == ("constant", 512, "cifar10")

@@ -57,3 +57,40 @@ def test_inspect_data_bad_input_is_one_line(tmp_path):
     result = run_main("--mode=inspect_data", "--dataset_cfg=imagefolder", f"--data_dir={tmp_path}/nope")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: data_dir") and "nope" in result.stderr
+
+
+TINY_TRAIN = ("--hparam_str=model.blocks=r1_k3_s1_e1_i8_o8_c1|r2_k3_s2_e4_i8_o16_se0.25,"
+              "model.feature_size=32,train.epochs=2,train.batch_size=8,train.isize=24,"
+              "eval.isize=24,eval.batch_size=8,train.stages=2,train.sched=true,data.ibase=16")
+
+
+def test_train_then_eval_reports_the_same_accuracy(tmp_path, idx_dir):
+    common = ["--model_name=custom", "--dataset_cfg=fashion_mnist", f"--data_dir={idx_dir}",
+              f"--model_dir={tmp_path / 'run'}", TINY_TRAIN]
+    trained = run_main("--mode=traineval", *common)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    final = next(line for line in trained.stdout.splitlines() if line.startswith("final:"))
+    assert "at step 10" in final and "stage 2/2: 24px" in trained.stdout
+    assert trained.stdout.count("eval at step") == 2  # after each epoch
+    for name in ("curves.png", "log.csv", "config.yaml", "ckpt-10.index", "best/best.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert list((tmp_path / "run" / "tensorboard" / "train").iterdir())
+    evaluated = run_main("--mode=eval", *common)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    top1 = final.split("top-1 ")[1].split(",")[0]
+    assert f"ckpt-10: top-1 {top1}," in evaluated.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode=eval"], "error: no checkpoint in"),
+    (["--mode=eval", "--checkpoint=/nonexistent/ckpt-3"],
+     "error: checkpoint '/nonexistent/ckpt-3' not found"),
+    (["--mode=train", "--model_dir=/dev/null/run"], "error: --model_dir '/dev/null/run' is not writable"),
+    (["--mode=train", TINY_TRAIN + ",train.optimizer=lamb"], "error: train.optimizer 'lamb' must be one of"),
+])
+def test_training_user_errors_are_one_line(tmp_path, idx_dir, args, message):
+    result = run_main("--model_name=custom", "--dataset_cfg=fashion_mnist", f"--data_dir={idx_dir}",
+                      f"--model_dir={tmp_path / 'empty'}", TINY_TRAIN, *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -76,3 +76,11 @@ def test_skip_continues_exactly_where_a_pipeline_stopped(train_data):
         np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
         np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
     assert not np.array_equal(whole[0][0].numpy(), whole[5][0].numpy())
+
+
+def test_max_examples_keeps_the_first_examples(idx_dir):
+    config = data_config(hparam_str="data.max_train_examples=12,data.max_eval_examples=5")
+    train = DataInput(config.data, "train", True, data_dir=str(idx_dir))
+    evaluation = DataInput(config.data, "eval", False, data_dir=str(idx_dir))
+    assert (train.num_examples, evaluation.num_examples) == (12, 5)
+    assert sum(len(b[0]) for b in evaluation.dataset(2, 28)) == 5

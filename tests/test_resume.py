@@ -1,7 +1,6 @@
 """Exact resume: a run killed (SIGKILL, or Ctrl-C) and resumed ends with the same weights
 as an uninterrupted run with the same seed (subprocesses of main.py on a tiny model)."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_BLOCKS, write_idx
+from conftest import TINY_BLOCKS, idx_folder
 from test_main import ROOT
 
 # 192 images, batch 8: 24 steps per epoch, 4 epochs in 2 stages (stage boundary at step 48).
@@ -26,11 +25,7 @@ STEPS_PER_EPOCH, TOTAL = 24, 96
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    rng = np.random.RandomState(2)
-    write_idx(folder, "train", rng.randint(0, 256, (192, 28, 28)), np.arange(192) % 10)
-    write_idx(folder, "test", rng.randint(0, 256, (20, 28, 28)), np.arange(20) % 10)
-    return folder
+    return idx_folder(tmp_path_factory.mktemp("data"), 192, 20, seed=2)
 
 
 def start(data_dir, model_dir) -> subprocess.Popen:

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TINY_BLOCKS, write_idx
+from conftest import TINY_BLOCKS, idx_folder
 from test_main import ROOT, run_main
 
 from efficientnetv2.training import reporting
@@ -26,12 +26,7 @@ SAME_MATH = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
 
 @pytest.fixture
 def data_dir(tmp_path):
-    rng = np.random.RandomState(1)
-    folder = tmp_path / "data"
-    folder.mkdir()
-    write_idx(folder, "train", rng.randint(0, 256, (128, 28, 28)), np.arange(128) % 10)
-    write_idx(folder, "test", rng.randint(0, 256, (40, 28, 28)), np.arange(40) % 10)
-    return folder
+    return idx_folder(tmp_path / "data", 128, 40, seed=1)
 
 
 def train_losses(model_dir) -> list[float]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_BLOCKS, write_idx
+from conftest import TINY_BLOCKS, idx_folder
 
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
@@ -24,12 +24,7 @@ TINY_RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
 
 @pytest.fixture
 def data_dir(tmp_path):
-    rng = np.random.RandomState(0)
-    folder = tmp_path / "data"
-    folder.mkdir()
-    write_idx(folder, "train", rng.randint(0, 256, (64, 28, 28)), np.arange(64) % 10)
-    write_idx(folder, "test", rng.randint(0, 256, (32, 28, 28)), np.arange(32) % 10)
-    return folder
+    return idx_folder(tmp_path / "data", 64, 32)
 
 
 def tiny_config(data_dir, extra: str = ""):
@@ -191,7 +186,6 @@ def test_sigmoid_loss_and_mixed_bfloat16(data_dir, tmp_path):
     assert trainer.policy == "mixed_bfloat16"
     assert trainer.model.get_layer("stem").compute_dtype == "bfloat16"
     assert np.isfinite(trainer.train().loss)
-    tf.keras.mixed_precision.set_global_policy("float32")
 
 
 def test_bad_batch_and_strategy_are_user_errors(data_dir, tmp_path, monkeypatch):
@@ -202,3 +196,25 @@ def test_bad_batch_and_strategy_are_user_errors(data_dir, tmp_path, monkeypatch)
         Trainer(tiny_config(data_dir, ",runtime.strategy=multiworker"), str(tmp_path / "r"))
     with pytest.raises(UserError, match="needs --tpu"):
         Trainer(tiny_config(data_dir, ",runtime.strategy=tpu"), str(tmp_path / "r"))
+
+
+def test_waiting_for_checkpoints_yields_each_new_one_then_times_out(tmp_path):
+    variable = tf.Variable(1.0)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=variable), str(tmp_path), 3)
+    manager.save(checkpoint_number=5)
+    waiting = checkpoints.wait_for_checkpoints(str(tmp_path), timeout=1.0, poll=0.05)
+    assert next(waiting).endswith("ckpt-5")
+    manager.save(checkpoint_number=9)
+    assert next(waiting).endswith("ckpt-9")
+    assert list(waiting) == []  # nothing new for a second: done
+
+
+def test_mixed_float16_uses_dynamic_loss_scaling(data_dir, tmp_path, monkeypatch):
+    from efficientnetv2.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "mixed_precision_policy", lambda *_: "mixed_float16")
+    trainer = Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), str(tmp_path / "r"),
+                      verbose=False)
+    assert type(trainer.optimizer).__name__ == "LossScaleOptimizer"
+    assert trainer.model.get_layer("stem").compute_dtype == "float16"
+    assert np.isfinite(trainer.train().loss) and trainer.averages
