@@ -49,7 +49,9 @@ class DataInput:
         if limit and (self.source.num_examples is None or limit < self.source.num_examples):
             self.source = dataclasses.replace(self.source, dataset=self.source.dataset.take(limit),
                                               num_examples=limit)
-        if data_config.augname not in AUGMENTATIONS:
+        # `--hparam_str=data.augname=none` arrives as None (the literal none)
+        self.augname = data_config.augname or "none"
+        if self.augname not in AUGMENTATIONS:
             raise UserError(f"data.augname {data_config.augname!r} must be one of "
                             f"{', '.join(AUGMENTATIONS)}")
 
@@ -69,8 +71,8 @@ class DataInput:
         """The config's augmentation, with a progressive stage's magnitude and mixing if given."""
         c = self.config
         if stage is None:
-            return Augmentation(c.augname, c.ra_num_layers, c.ram, c.mixup_alpha, c.cutmix_alpha)
-        return Augmentation(c.augname, c.ra_num_layers, stage.ram, stage.mixup_alpha,
+            return Augmentation(self.augname, c.ra_num_layers, c.ram, c.mixup_alpha, c.cutmix_alpha)
+        return Augmentation(self.augname, c.ra_num_layers, stage.ram, stage.mixup_alpha,
                             stage.cutmix_alpha)
 
     def _preprocess(self, image_size: int, aug: Augmentation, base_seed: int):

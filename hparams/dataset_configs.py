@@ -55,7 +55,7 @@ DATASET_CONFIGS: dict[str, dict] = {
     "fashion_mnist": {
         "data": {"ds_name": "fashion_mnist", "augname": "randaug", "ram": 10,
                  "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "ibase": 32,
-                 "min_crop_area": 0.35, "crop_padding": 0},
+                 "min_crop_area": 0.8, "crop_padding": 0},
         "model": {"dropout_rate": 0.2, "survival_prob": 0.8},
         "train": {"epochs": 30, "batch_size": 256, "isize": 64, "stages": 4, "sched": True,
                   "optimizer": "rmsprop", "lr_sched": "cosine", "lr_base": 0.016,

@@ -84,3 +84,9 @@ def test_max_examples_keeps_the_first_examples(idx_dir):
     evaluation = DataInput(config.data, "eval", False, data_dir=str(idx_dir))
     assert (train.num_examples, evaluation.num_examples) == (12, 5)
     assert sum(len(b[0]) for b in evaluation.dataset(2, 28)) == 5
+
+
+def test_augname_none_from_the_command_line(idx_dir):
+    config = data_config(hparam_str="data.augname=none")  # parsed as the literal None
+    train = DataInput(config.data, "train", True, data_dir=str(idx_dir))
+    assert train.augmentation().augname == "none"
