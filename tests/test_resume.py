@@ -33,7 +33,9 @@ def start(data_dir, model_dir) -> subprocess.Popen:
         [sys.executable, "main.py", "--mode=train", "--model_name=custom",
          "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
          f"--hparam_str={RUN}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell's background job ignores SIGINT, and its children would too: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(process) -> str:
