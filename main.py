@@ -151,8 +151,7 @@ def run_eval() -> None:
         paths = checkpoints.wait_for_checkpoints(directory, FLAGS.eval_timeout)
     trainer = None
     for path in paths:
-        if not tf_checkpoint_exists(path):
-            raise UserError(f"checkpoint {path!r} not found; give a prefix like {directory}/ckpt-100")
+        path = checkpoints.resolve_checkpoint(path)
         trainer = trainer or make_trainer(config, need_train_data=False)
         result = trainer.evaluate_checkpoint(path)
         print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
@@ -160,10 +159,6 @@ def run_eval() -> None:
         raise UserError(f"no checkpoint in {directory}" + (
             f" after waiting {FLAGS.eval_timeout:g}s" if FLAGS.eval_timeout else "")
             + "; train first or pass --model_dir / --checkpoint")
-
-
-def tf_checkpoint_exists(path: str) -> bool:
-    return os.path.exists(path + ".index")
 
 
 def main(argv: list[str]) -> None:

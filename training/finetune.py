@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import ml_collections
 import tensorflow as tf
 import yaml
 
@@ -12,21 +13,9 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
 
+from .checkpoints import ema_key, resolve_checkpoint
+
 CLASSIFIER = "predictions"
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint prefix from a prefix or a run directory (its latest checkpoint)."""
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if not latest:
-            raise UserError(f"no checkpoint in {path}; give a run's model_dir or a checkpoint "
-                            "prefix like model_dir/ckpt-1000")
-        return latest
-    if not tf.io.gfile.exists(path + ".index"):
-        raise UserError(f"checkpoint {path!r} not found (no {path}.index); give a run's "
-                        "model_dir or a checkpoint prefix like model_dir/ckpt-1000")
-    return path
 
 
 def _run_config(checkpoint: str):
@@ -35,7 +24,7 @@ def _run_config(checkpoint: str):
         path = os.path.join(folder, hparams.CONFIG_FILENAME)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                return yaml.safe_load(f)
+                return ml_collections.ConfigDict(yaml.safe_load(f))
     raise UserError(f"no {hparams.CONFIG_FILENAME} beside {checkpoint}: train.ft_init_ckpt "
                     "takes checkpoints written by this project's training")
 
@@ -47,23 +36,16 @@ def load_initial_weights(model, path: str, use_ema: bool = True,
     EMA weights are used where it has them."""
     checkpoint = resolve_checkpoint(path)
     source_config = _run_config(checkpoint)
-    model_config = source_config["model"]
-    name = model_config["model_name"]
-    blocks = model_config.get("blocks")
-    overrides = {k: model_config[k] for k in efficientnetv2.OVERRIDES
-                 if k in model_config and k != "blocks"}
-    if blocks:
-        overrides["blocks"] = list(blocks)
-    source = efficientnetv2.get_model(list(blocks) if name == hparams.CUSTOM else name,
-                                      model_config["num_classes"], **overrides)
-    averages = {v.path.replace("/", "."): tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
+    name, overrides = hparams.model_arguments(source_config)
+    source = efficientnetv2.get_model(name, source_config.model.num_classes, **overrides)
+    averages = {ema_key(v): tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
                 for v in source.trainable_variables}
     tf.train.Checkpoint(model=source, ema=averages).restore(checkpoint).expect_partial()
     saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
              if key.startswith("ema/")}
     if use_ema and saved:
         for variable in source.trainable_variables:
-            key = variable.path.replace("/", ".")
+            key = ema_key(variable)
             if key.replace(".", "..") in saved:  # checkpoint keys escape "." as ".."
                 variable.assign(averages[key])
     copied, skipped = 0, []

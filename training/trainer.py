@@ -114,15 +114,12 @@ class Trainer:
         self.checkpoints = checkpoints.Checkpoints(
             model_dir, config.runtime.keep_checkpoint_max, write=self.chief,
             model=self.model, optimizer=self.optimizer, seeds=seeds,
-            ema={v.path.replace("/", "."): a for v, a in zip(self.variables, self.averages)})
+            ema={checkpoints.ema_key(v): a for v, a in zip(self.variables, self.averages)})
 
     # ----------------------------------------------------------------- set-up
     def _plan(self) -> StepPlan:
         train = self.config.train
-        batch = train.batch_size
-        if batch % self.replicas:
-            raise UserError(f"train.batch_size={batch} must be a multiple of the "
-                            f"{self.replicas} replicas")
+        batch = self._replica_multiple("train.batch_size", train.batch_size)
         examples = self.train_data.num_examples
         steps_per_epoch = examples // batch
         if steps_per_epoch < 1:
@@ -133,6 +130,12 @@ class Trainer:
             raise UserError(f"{total} training steps cannot make {len(self.stages)} stages; "
                             "raise train.epochs or lower train.stages")
         return StepPlan(steps_per_epoch, total, num_stages(self.config))
+
+    def _replica_multiple(self, key: str, batch: int) -> int:
+        """`batch`, checked to split evenly over the replicas."""
+        if batch % self.replicas:
+            raise UserError(f"{key}={batch} must be a multiple of the {self.replicas} replicas")
+        return batch
 
     def _build_model(self) -> keras.Model:
         name, overrides = hparams.model_arguments(self.config)
@@ -330,10 +333,8 @@ class Trainer:
 
     def _make_eval_fn(self):
         """A tf.function summing (loss, top-1 hits, top-5 hits, count) over the eval split."""
-        size, batch = self.config.eval.isize, self.config.eval.batch_size
-        if batch % self.replicas:
-            raise UserError(f"eval.batch_size={batch} must be a multiple of the "
-                            f"{self.replicas} replicas")
+        size = self.config.eval.isize
+        batch = self._replica_multiple("eval.batch_size", self.config.eval.batch_size)
         examples = self.eval_data.num_examples
 
         def dataset_fn(context):
