@@ -41,7 +41,8 @@ flags.DEFINE_string("data_dir", None, "Directory of the dataset's files (sets da
 flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).")
 flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1: the last).")
 flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.")
-flags.DEFINE_string("checkpoint", None, "--mode=eval: this checkpoint (default: model_dir's latest).")
+flags.DEFINE_string("checkpoint", None, "--mode=eval: this checkpoint prefix or run folder "
+                    "(default: model_dir's latest).")
 flags.DEFINE_float("eval_timeout", 0, "--mode=eval: keep waiting this many seconds for each new "
                    "checkpoint (0: evaluate the latest one and stop).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices, so that "
