@@ -23,11 +23,7 @@ from efficientnetv2.errors import UserError  # noqa: E402
 
 MODES = ("summary", "train", "eval", "traineval", "export", "predict", "inspect_data",
          "bench", "study")
-PLANNED = {
-    "export": "the export issue",
-    "predict": "the export issue",
-    "bench": "the benchmarks issue", "study": "the benchmarks issue",
-}
+PLANNED = {"bench": "the benchmarks issue", "study": "the benchmarks issue"}
 
 flags.DEFINE_enum("mode", "summary", MODES, "What to do.")
 flags.DEFINE_string("model_name", "efficientnetv2-s",
@@ -41,10 +37,24 @@ flags.DEFINE_string("data_dir", None, "Directory of the dataset's files (sets da
 flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).")
 flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1: the last).")
 flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.")
-flags.DEFINE_string("checkpoint", None, "--mode=eval: this checkpoint prefix or run folder "
-                    "(default: model_dir's latest).")
+flags.DEFINE_string("checkpoint", None, "--mode=eval/export/predict: this checkpoint prefix "
+                    "or run folder (default: model_dir's latest).")
 flags.DEFINE_float("eval_timeout", 0, "--mode=eval: keep waiting this many seconds for each new "
                    "checkpoint (0: evaluate the latest one and stop).")
+flags.DEFINE_string("export_dir", None, "--mode=export: where versions go (default: "
+                    "<run folder>/export); the SavedModel is <export_dir>/<version>/.")
+flags.DEFINE_integer("export_version", None, "--mode=export: version number (default: the "
+                     "checkpoint's step).")
+flags.DEFINE_bool("overwrite", False, "--mode=export: replace an existing version.")
+flags.DEFINE_bool("export_tflite", False, "--mode=export: also write model.tflite (float).")
+flags.DEFINE_bool("tflite_int8", False, "--mode=export: also write model_int8.tflite "
+                  "(dynamic-range int8 weights).")
+flags.DEFINE_multi_string("image", None, "--mode=predict: an image file or a folder of them "
+                          "(repeatable).")
+flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or version folder "
+                    "to predict with, instead of a checkpoint.")
+flags.DEFINE_enum("output", "text", ("text", "json"), "--mode=predict: output format.")
+flags.DEFINE_integer("top_k", 5, "--mode=predict/export: how many classes to report.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices, so that "
                      "runtime.strategy=gpus runs MirroredStrategy without GPUs (for trying out).")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (runtime.strategy=tpu).")
@@ -162,6 +172,36 @@ def run_eval() -> None:
             + "; train first or pass --model_dir / --checkpoint")
 
 
+def run_export() -> None:
+    from efficientnetv2.serving.export import export_run
+    from efficientnetv2.training.restore import restore_model, run_folder
+
+    restored = restore_model(FLAGS.checkpoint or model_dir(build_config()))
+    export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
+    paths = export_run(restored, export_dir, FLAGS.export_version, FLAGS.overwrite,
+                       FLAGS.export_tflite, FLAGS.tflite_int8, FLAGS.top_k)
+    weights = "EMA weights" if restored.ema else "weights"
+    print(f"exported {restored.checkpoint} ({weights}, {restored.config.eval.isize}px, "
+          f"{len(restored.class_names)} classes):")
+    for path in paths:
+        print(f"  {path}")
+
+
+def run_predict() -> None:
+    from efficientnetv2.serving.predict import Predictor, format_predictions, image_files, read_images
+
+    if FLAGS.saved_model and FLAGS.checkpoint:
+        raise UserError("pass --checkpoint or --saved_model, not both")
+    files = image_files(FLAGS.image or [])
+    images = read_images(files)
+    if FLAGS.saved_model:
+        predictor = Predictor.from_saved_model(FLAGS.saved_model)
+    else:
+        predictor = Predictor.from_checkpoint(FLAGS.checkpoint or model_dir(build_config()),
+                                              FLAGS.top_k)
+    print(format_predictions(files, predictor.top_k(images, FLAGS.top_k), FLAGS.output == "json"))
+
+
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # TensorFlow's per-checkpoint INFO lines
     if len(argv) > 1:
@@ -170,9 +210,10 @@ def main(argv: list[str]) -> None:
         if FLAGS.mode in PLANNED:
             raise UserError(f"--mode={FLAGS.mode} is not available yet; it arrives with "
                             f"{PLANNED[FLAGS.mode]}. Available now: summary, inspect_data, "
-                            "train, eval, traineval")
+                            "train, eval, traineval, export, predict")
         {"summary": run_summary, "inspect_data": run_inspect_data, "train": run_train,
-         "traineval": run_train, "eval": run_eval}[FLAGS.mode]()
+         "traineval": run_train, "eval": run_eval, "export": run_export,
+         "predict": run_predict}[FLAGS.mode]()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,7 @@
 """Installs the model library `efficientnetv2` with its data, config and training packages.
 
-The repository's `datasets/`, `hparams/` and `training/` folders install as
-`efficientnetv2.datasets`, `efficientnetv2.hparams` and `efficientnetv2.training`: nothing is
+The repository's `datasets/`, `hparams/`, `training/` and `serving/` folders install as
+`efficientnetv2.datasets`, `.hparams`, `.training` and `.serving`: nothing is
 installed under a top-level name such as `datasets`, which belongs to Hugging Face.
 """
 
@@ -14,13 +14,15 @@ setup(
                 "strings, progressive training, evaluation and export.",
     python_requires=">=3.10",
     packages=["efficientnetv2", "efficientnetv2.datasets", "efficientnetv2.hparams",
-              "efficientnetv2.training"],
+              "efficientnetv2.training", "efficientnetv2.serving"],
     package_dir={
         "efficientnetv2": "efficientnetv2",
         "efficientnetv2.datasets": "datasets",
         "efficientnetv2.hparams": "hparams",
         "efficientnetv2.training": "training",
+        "efficientnetv2.serving": "serving",
     },
+    package_data={"efficientnetv2.datasets": ["imagenet_labels.txt"]},
     install_requires=[
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9.9",

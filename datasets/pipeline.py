@@ -98,14 +98,15 @@ class DataInput:
                 image = preprocessing.random_flip(preprocessing.resize(image, image_size), flip_seed)
                 image = preprocessing.cutout(image, aug_seed)
             else:
-                image = preprocessing.resize(
-                    preprocessing.center_crop(image, image_size, crop_padding), image_size)
+                image = preprocessing.eval_image(image, image_size, crop_padding)
+            if is_training:
+                image = preprocessing.normalize(image)
             image.set_shape([image_size, image_size, 3])
             if multiclass:
                 target = tf.cast(label, tf.float32)
             else:
                 target = tf.one_hot(label, num_classes, dtype=tf.float32)
-            return preprocessing.normalize(image), target
+            return image, target
         return fn
 
     def dataset(self, batch_size: int, image_size: int, augmentation: Augmentation | None = None,

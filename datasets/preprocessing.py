@@ -36,10 +36,11 @@ def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float) -> tf.Tensor
 
 
 def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tensor:
-    """The centre square of ratio size / (size + crop_padding) (no crop from 320 px up)."""
+    """The centre square of ratio size / (size + crop_padding) (no crop from 320 px up), of
+    an image [H, W, C] or a batch [B, H, W, C]."""
     padding = crop_padding if image_size < 320 else 0
     shape = tf.shape(image)
-    height, width = shape[0], shape[1]
+    height, width = shape[-3], shape[-2]
     side = tf.cast(image_size / (image_size + padding) *
                    tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
     side = tf.maximum(side, 1)
@@ -48,7 +49,7 @@ def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tens
 
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Bilinear resize to a square, keeping values in 0..255 as float32."""
+    """Bilinear resize (of an image or a batch) to a square, values kept in 0..255, float32."""
     return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=False)
 
 
@@ -72,3 +73,9 @@ def cutout(image: tf.Tensor, seed: tf.Tensor, size_fraction: float = 0.25) -> tf
 def normalize(image: tf.Tensor) -> tf.Tensor:
     """0..255 -> [-1, 1]: (x - 128) / 128."""
     return (tf.cast(image, tf.float32) - MEAN) / STDDEV
+
+
+def eval_image(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tensor:
+    """Evaluation preprocessing of a decoded image or batch (0..255): centre crop, resize,
+    normalise. The eval pipeline and the exported serving signatures both use it."""
+    return normalize(resize(center_crop(image, image_size, crop_padding), image_size))

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from efficientnetv2.errors import UserError
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot")
 DIGITS = tuple(str(i) for i in range(10))
+
+
+def _imagenet_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet class names in the standard (sorted WordNet id) order: the first
+    WordNet lemma of each synset (from timm's synset table, in tfds' label order)."""
+    with open(os.path.join(os.path.dirname(__file__), "imagenet_labels.txt"), encoding="utf-8") as f:
+        return tuple(f.read().splitlines())
+
+
+IMAGENET_CLASSES = _imagenet_labels()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +66,14 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
         "minival": Split(25_021, files="train*", file_slice=(0, 20)),
         "eval": Split(50_000, files="val*"),
         "trainval": Split(1_281_167, files="train*"),
-    }),
+    }, class_names=IMAGENET_CLASSES),
     DatasetSpec("imagenet21k", "tfrecord", 21843, {
         "train": Split(12_720_275, files="imagenet21k*", file_slice=(20, None)),
         "minival": Split(25_089, files="imagenet21k*", file_slice=(16, 20)),
         "eval": Split(100_357, files="imagenet21k*", file_slice=(0, 16)),
     }, multiclass=True),
     _tfds("imagenettfds", "imagenet2012", 1000, ("train[:98%]", 1_256_144),
-          ("validation", 50_000), ("train[98%:]", 25_021)),
+          ("validation", 50_000), ("train[98%:]", 25_021), class_names=IMAGENET_CLASSES),
     _tfds("cifar10", "cifar10", 10, ("train", 50_000), ("test", 10_000), ("test", 10_000)),
     _tfds("cifar100", "cifar100", 100, ("train", 50_000), ("test", 10_000), ("test", 10_000)),
     _tfds("flowers", "oxford_flowers102", 102, ("train+validation", 2_040), ("test", 6_149),

@@ -76,8 +76,8 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
         num = ds_info.splits[info.tfds_split].num_examples
     except (KeyError, ValueError):  # split metadata absent (e.g. mock data): the declared size
         num = info.num_images
-    return Source(dataset, num, _tfds_class_names(ds_info, spec.num_classes), False,
-                  f"tfds:{spec.tfds_name}[{info.tfds_split}]")
+    names = list(spec.class_names or _tfds_class_names(ds_info, spec.num_classes))
+    return Source(dataset, num, names, False, f"tfds:{spec.tfds_name}[{info.tfds_split}]")
 
 
 def load_idx(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
@@ -127,7 +127,7 @@ def load_tfrecord(spec: DatasetSpec, split: str, data_dir: str | None) -> Source
         raise UserError(f"no TFRecord files {info.files!r} (slice {info.file_slice}) in "
                         f"{data_dir} for {spec.name!r} split {split!r}")
     dataset = tf.data.TFRecordDataset(files).map(_tfrecord_parser(spec))
-    names = [str(i) for i in range(spec.num_classes)]
+    names = list(spec.class_names or [str(i) for i in range(spec.num_classes)])
     return Source(dataset, info.num_images, names, True, f"tfrecord:{data_dir}/{info.files}")
 
 

@@ -5,6 +5,7 @@
     model = efficientnetv2.get_model(["r1_k3_s1_e1_i16_o16_c1", "r2_k3_s2_e4_i16_o32_se0.25"])
 
 Models take images normalised to [-1, 1] ((x - 128) / 128), any size, channels last.
+`get_model(name, weights="imagenet")` loads pretrained weights (see `pretrained.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+from absl import logging
 
 from efficientnetv2.block_strings import (
     BlockArgs,
@@ -43,7 +45,8 @@ __all__ = [
 
 def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_top: bool = True,
               *, input_shape: tuple | None = None, pooling: str | None = None,
-              features_only: bool = False, **overrides) -> keras.Model:
+              features_only: bool = False, weights: str | None = None,
+              **overrides) -> keras.Model:
     """Builds an EfficientNet(V2) as a functional Keras model.
 
     Args:
@@ -53,6 +56,10 @@ def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_
         feature map (or a pooled vector with `pooling='avg'|'max'`).
       input_shape: fixed input shape; default any size, 3 channels.
       features_only: return a model whose outputs are the endpoints `reduction_1..5`.
+      weights: None (random), 'imagenet' (keras.applications' weights, downloaded once),
+        an automl checkpoint (folder or prefix; its EMA weights), a keras.applications `.h5`
+        file or a `.weights.h5` file of `model.save_weights`. With another class count the
+        classifier stays new.
       **overrides: any of `OVERRIDES` (width_coefficient, dropout_rate, survival_prob,
         activation, bn_momentum, bn_epsilon, synchronized_bn, data_format, blocks, ...).
     Raises:
@@ -61,4 +68,9 @@ def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_
     name, options = resolve_options(model_name, overrides)
     model = build_model(options, num_classes=num_classes, include_top=include_top and not features_only,
                         input_shape=input_shape, pooling=pooling, name=name)
+    if weights:
+        from efficientnetv2.pretrained import load_pretrained
+
+        logging.info("loaded %s", load_pretrained(
+            model, model_name if isinstance(model_name, str) else None, weights))
     return feature_extractor(model) if features_only else model

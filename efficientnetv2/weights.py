@@ -29,6 +29,29 @@ def keras_applications_preprocessing(src_model: keras.Model) -> keras.Model:
     return keras.Model(src_model.input, output, name=f"{src_model.name}_preprocessing")
 
 
+def _source_weights(src_model: keras.Model) -> list:
+    return [w for layer in src_model.layers if not _is_preprocessing(layer) for w in layer.weights]
+
+
+def keras_applications_values(src_model: keras.Model, dst_model: keras.Model) -> dict[str, list]:
+    """A keras.applications model's weights as {our layer name: arrays}, paired in order.
+
+    A source without top pairs with `dst_model` less its classifier. Shapes are checked by
+    whoever sets them (`pretrained.copy_layers`); a different count raises UserError.
+    """
+    src = _source_weights(src_model)
+    src_top = any(layer.name == "predictions" for layer in src_model.layers)
+    layers = [layer for layer in dst_model.layers
+              if layer.weights and (src_top or layer.name != "predictions")]
+    if sum(len(layer.weights) for layer in layers) != len(src):
+        raise UserError(f"{src_model.name} has {len(src)} weight tensors but {dst_model.name} "
+                        f"has {sum(len(layer.weights) for layer in layers)}; the two models are "
+                        "different architectures")
+    tensors = iter(src)
+    return {layer.name: [keras.ops.convert_to_numpy(next(tensors)) for _ in layer.weights]
+            for layer in layers}
+
+
 def copy_from_keras_applications(src_model: keras.Model, dst_model: keras.Model) -> int:
     """Copies every weight of a keras.applications EfficientNet(V2) into our model.
 
@@ -38,7 +61,7 @@ def copy_from_keras_applications(src_model: keras.Model, dst_model: keras.Model)
     is written. The source's built-in preprocessing layers are skipped (see
     `keras_applications_preprocessing`). Returns the number of tensors copied.
     """
-    src = [w for layer in src_model.layers if not _is_preprocessing(layer) for w in layer.weights]
+    src = _source_weights(src_model)
     dst = list(dst_model.weights)
     for index, (s, d) in enumerate(zip(src, dst)):
         if tuple(s.shape) != tuple(d.shape):

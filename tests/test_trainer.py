@@ -8,7 +8,7 @@ from conftest import TINY_BLOCKS, idx_folder
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
 from efficientnetv2.training import checkpoints, reporting
-from efficientnetv2.training.finetune import load_initial_weights
+from efficientnetv2.training.restore import load_initial_weights
 from efficientnetv2.training.optimization import ema_decay_at
 from efficientnetv2.training.progressive import all_stages
 from efficientnetv2.training.trainer import Trainer
@@ -145,17 +145,17 @@ def test_fine_tuning_copies_all_but_a_different_classifier(data_dir, tmp_path):
 
     target = efficientnetv2.get_model(TINY_BLOCKS, 5, feature_size=32)
     messages = []
-    load_initial_weights(target, model_dir, use_ema=True, log=messages.append)
+    load_initial_weights(target, model_dir, None, use_ema=True, log=messages.append)
     by_path = {v.path: a.numpy() for v, a in zip(source.variables, source.averages)}
     for variable in target.trainable_variables:
         if variable.path.startswith("predictions"):
             assert variable.shape[-1] == 5 or variable.shape == (5,)
         else:
             np.testing.assert_array_equal(variable.numpy(), by_path[variable.path])
-    assert "new predictions (10 -> 5 classes)" in messages[0] and "EMA" in messages[0]
+    assert "new predictions (10 classes in the source, 5 here)" in messages[0] and "EMA" in messages[0]
     other = efficientnetv2.get_model(["r1_k3_s1_e1_i8_o8_c1"], 10, feature_size=32)
-    with pytest.raises(UserError, match="not the same architecture|has no layer"):
-        load_initial_weights(other, model_dir)
+    with pytest.raises(UserError, match="not weights of this architecture"):
+        load_initial_weights(other, model_dir, None)
 
 
 def test_varsexp_freezes_everything_else(data_dir, tmp_path):

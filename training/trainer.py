@@ -29,6 +29,7 @@ from efficientnetv2.errors import UserError
 
 from . import checkpoints, optimization, reporting
 from .progressive import StepPlan, all_stages, num_stages
+from .restore import write_class_names
 from .schedules import learning_rate_schedule, weight_decay
 from .strategies import is_chief, make_strategy
 
@@ -143,8 +144,9 @@ class Trainer:
         model = efficientnetv2.get_model(name, self.num_classes, **overrides)
         init = self.config.train.ft_init_ckpt
         if init:
-            from .finetune import load_initial_weights
-            load_initial_weights(model, init, self.config.train.ft_init_ema, log=self._log)
+            from .restore import load_initial_weights
+            load_initial_weights(model, init, self.config.model.model_name,
+                                 self.config.train.ft_init_ema, log=self._log)
         return model
 
     def _log(self, message: str) -> None:
@@ -225,6 +227,7 @@ class Trainer:
         if self.chief:
             checkpoints.check_writable(self.model_dir)
             hparams.save_config(config, self.model_dir)
+            write_class_names(self.model_dir, self.class_names)
         restored = self.checkpoints.restore_latest()
         start = self.step
         if restored:

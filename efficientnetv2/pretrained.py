@@ -1,0 +1,142 @@
+"""Pretrained weights: keras.applications' ImageNet weights, the original automl checkpoints
+and Keras weight files, copied into a model from `get_model`.
+
+    model = efficientnetv2.get_model("efficientnetv2-b0", weights="imagenet")
+    model = efficientnetv2.get_model("efficientnetv2-s", 10, weights="/ckpts/efficientnetv2-s")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from efficientnetv2.automl_import import read_automl_checkpoint
+from efficientnetv2.errors import UserError
+from efficientnetv2.weights import keras_applications_values
+
+CLASSIFIER = "predictions"
+
+# Our names -> keras.applications constructors. keras.applications' EfficientNetB3 differs from
+# the original (its width rounding), and it has no V2-XL, B8 or L2.
+KERAS_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
+    **{f"efficientnetv2-{v}": getattr(keras.applications, f"EfficientNetV2{v.upper()}")
+       for v in ("b0", "b1", "b2", "b3", "s", "m", "l")},
+    **{f"efficientnet-b{i}": getattr(keras.applications, f"EfficientNetB{i}")
+       for i in (0, 1, 2, 4, 5, 6, 7)},
+}
+
+
+def keras_application(model_name: str, include_top: bool, weights: str | None = "imagenet"
+                      ) -> keras.Model:
+    """keras.applications' model for `model_name` with its ImageNet weights (or a `.h5` file).
+
+    Keras downloads the weights once into its cache (`~/.keras/models`, or `$KERAS_HOME/models`);
+    offline, a UserError names the file to fetch and where to put it.
+    """
+    if model_name not in KERAS_APPLICATIONS:
+        raise UserError(f"keras.applications has no weights for {model_name}; models with "
+                        f"ImageNet weights: {', '.join(KERAS_APPLICATIONS)} (or pass an automl "
+                        "checkpoint as weights=PATH)")
+    constructor = KERAS_APPLICATIONS[model_name]
+    kwargs = {"include_preprocessing": False} if "V2" in constructor.__name__ else {}
+    try:
+        return constructor(include_top=include_top, weights=weights, **kwargs)
+    except Exception as e:  # Keras raises a bare Exception when a download fails
+        if weights != "imagenet" or "fetch failure" not in str(e):
+            raise
+        app = constructor(include_top=include_top, weights=None, **kwargs)
+        file_name = app.name + (".h5" if include_top else "_notop.h5")
+        url = _weights_url(constructor, file_name)
+        folder = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+        raise UserError(f"cannot download the ImageNet weights of {model_name} (offline?): "
+                        f"fetch {url} and put {file_name} in {folder}") from None
+
+
+def _weights_url(constructor, file_name: str) -> str:
+    import importlib
+
+    module = importlib.import_module(f"keras.src.applications.{constructor.__module__.rsplit('.', 1)[-1]}")
+    return getattr(module, "BASE_WEIGHTS_PATH", "") + file_name
+
+
+def copy_layers(model: keras.Model, values: dict[str, list[np.ndarray]], origin: str) -> str:
+    """Sets each layer of `model` from `values` (layer name -> arrays in the layer's weight
+    order). Every layer with weights must be there with equal shapes, except the classifier,
+    which stays new when the source has none or another class count. Nothing is written
+    unless every layer fits. Returns a one-line description for logs."""
+    updates, new_classifier = [], None
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = values.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if arrays is None or [tuple(np.shape(a)) for a in arrays] != shapes:
+            if layer.name == CLASSIFIER:
+                source = "none" if arrays is None else f"{np.shape(arrays[-1])[-1]} classes"
+                new_classifier = f"new {CLASSIFIER} ({source} in the source, {shapes[-1][-1]} here)"
+                continue
+            found = "missing" if arrays is None else f"shapes {[np.shape(a) for a in arrays]}"
+            raise UserError(f"layer {layer.name!r} ({shapes}) is {found} in {origin}: "
+                            "not weights of this architecture")
+        updates.append((layer, arrays))
+    for layer, arrays in updates:
+        layer.set_weights(arrays)
+    return f"{len(updates)} layers from {origin}" + (f"; {new_classifier}" if new_classifier else "")
+
+
+def _layers_of(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
+
+
+def _h5_has_top(path: str) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+    except (OSError, KeyError) as e:
+        raise UserError(f"{path} is not a keras.applications weights file ({e})")
+    return CLASSIFIER in names
+
+
+def _imagenet_values(model: keras.Model, model_name: str | None, weights: str = "imagenet"
+                     ) -> dict[str, list[np.ndarray]]:
+    """keras.applications' weights (ImageNet, or a `.h5` file of them) by our layer names."""
+    has_top = any(layer.name == CLASSIFIER for layer in model.layers)
+    if weights == "imagenet":
+        app_top = has_top and model.get_layer(CLASSIFIER).units == 1000
+    else:
+        app_top = _h5_has_top(weights)
+    return keras_applications_values(keras_application(model_name, app_top, weights), model)
+
+
+def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
+                    use_ema: bool = True) -> str:
+    """Loads `weights` into `model`: 'imagenet' (keras.applications), an automl checkpoint
+    (prefix or folder), a keras.applications `.h5` file or a `.weights.h5` file of
+    `model.save_weights`. Returns a one-line description."""
+    if weights == "imagenet":
+        return copy_layers(model, _imagenet_values(model, model_name),
+                           f"the ImageNet weights of {model_name} (keras.applications)")
+    path = weights
+    if os.path.isdir(path):
+        path = tf.train.latest_checkpoint(path) or path
+    if path.endswith(".weights.h5"):
+        twin = keras.models.clone_model(model)
+        try:
+            twin.load_weights(path)
+        except ValueError as e:
+            raise UserError(f"cannot load {path}: {str(e).splitlines()[0]}; a .weights.h5 file "
+                            "must come from model.save_weights of the same architecture")
+        return copy_layers(model, _layers_of(twin), path)
+    if path.endswith(".h5"):
+        return copy_layers(model, _imagenet_values(model, model_name, path), path)
+    if not tf.io.gfile.exists(path + ".index"):
+        raise UserError(f"weights {weights!r} not found: give 'imagenet', an automl checkpoint "
+                        "(folder or prefix), a keras.applications .h5 or a .weights.h5 file")
+    values, ema = read_automl_checkpoint(model, path, use_ema)
+    return copy_layers(model, values, f"{'the EMA of ' if ema else ''}automl checkpoint {path}")

@@ -1,0 +1,1 @@
+"""Export (SavedModel, TFLite) and prediction."""

@@ -1,0 +1,192 @@
+"""Export of a run's inference model: a SavedModel in TensorFlow Serving's layout
+(`<export_dir>/<version>/`) and, on request, TFLite files.
+
+The SavedModel holds the model with its EMA weights in inference mode (no dropout, batch norm
+with its moving statistics), the eval preprocessing of the run, the class names and the run's
+config (as assets). Signatures:
+
+- `serving_default`: `image_bytes` string [N] (JPEG/PNG/BMP/GIF, any size);
+- `serving_images`: `images` float32 [N, H, W, 3], pixel values 0..255, any size.
+
+Both return `logits`, `probabilities` [N, classes], `top_k_ids`, `top_k_probabilities` and
+`top_k_names` [N, k].
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from efficientnetv2.datasets import preprocessing
+from efficientnetv2.errors import UserError
+
+CLASSES_ASSET = "classes.txt"
+CONFIG_ASSET = "config.yaml"
+BYTES_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "serving_images"
+
+
+class InferenceModule(tf.Module):
+    """The model with eval preprocessing and named outputs, as tf.functions to save or call."""
+
+    def __init__(self, model: keras.Model, class_names: list[str], config_yaml: str,
+                 image_size: int, crop_padding: int, top_k: int = 5, multilabel: bool = False):
+        super().__init__(name="efficientnetv2_inference")
+        if len(class_names) != model.output_shape[-1]:
+            raise UserError(f"{len(class_names)} class names for a model with "
+                            f"{model.output_shape[-1]} classes")
+        self.model = model
+        self.class_names = list(class_names)
+        self.image_size = image_size
+        self.crop_padding = crop_padding
+        self.top_k = min(top_k, len(class_names))
+        self.multilabel = multilabel
+        self._staging = tempfile.mkdtemp(prefix="efficientnetv2_assets_")
+        for name, text in ((CLASSES_ASSET, "".join(f"{c}\n" for c in class_names)),
+                           (CONFIG_ASSET, config_yaml)):
+            with open(os.path.join(self._staging, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        self.classes_file = tf.saved_model.Asset(os.path.join(self._staging, CLASSES_ASSET))
+        self.config_file = tf.saved_model.Asset(os.path.join(self._staging, CONFIG_ASSET))
+        self.class_table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+            self.classes_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value="")
+        self.serve_bytes = tf.function(self._serve_bytes, input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes")])
+        self.serve_images = tf.function(self._serve_images, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+        # TFLite's XNNPACK delegate gives NaNs for inputs of unknown height and width
+        # (TF 2.21): the TFLite model takes one image at the eval size.
+        self.tflite_function = tf.function(self._probabilities, input_signature=[
+            tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="images")])
+
+    def _preprocess(self, images):
+        return preprocessing.eval_image(images, self.image_size, self.crop_padding)
+
+    def _logits(self, preprocessed):
+        return tf.cast(self.model(preprocessed, training=False), tf.float32)
+
+    def _activate(self, logits):
+        return tf.sigmoid(logits) if self.multilabel else tf.nn.softmax(logits)
+
+    def _outputs(self, logits):
+        probabilities = self._activate(logits)
+        top = tf.math.top_k(probabilities, self.top_k)
+        return {"logits": logits, "probabilities": probabilities, "top_k_ids": top.indices,
+                "top_k_probabilities": top.values,
+                "top_k_names": self.class_table.lookup(tf.cast(top.indices, tf.int64))}
+
+    def _serve_bytes(self, image_bytes):
+        size = self.image_size
+        images = tf.map_fn(
+            lambda data: self._preprocess(preprocessing.decode(data, True)), image_bytes,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return self._outputs(self._logits(images))
+
+    def _serve_images(self, images):
+        return self._outputs(self._logits(self._preprocess(images)))
+
+    def _probabilities(self, images):
+        logits = self._logits(self._preprocess(images))
+        return {"logits": logits, "probabilities": self._activate(logits)}
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def version_dir(export_dir: str, version: int, overwrite: bool) -> str:
+    """`<export_dir>/<version>`, refused (before any work) if it exists unless `overwrite`."""
+    if version < 0:
+        raise UserError(f"--export_version={version} must be a non-negative integer")
+    target = os.path.join(export_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise UserError(f"{target} already exists; pass --overwrite to replace it or "
+                        "--export_version=N for a new version")
+    return target
+
+
+def save_saved_model(module: InferenceModule, target: str) -> str:
+    """Writes the SavedModel into `target` through a scratch folder beside it, so that an
+    existing version is replaced only by a complete export."""
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}-", dir=parent)
+    try:
+        tf.saved_model.save(module, scratch, signatures={
+            BYTES_SIGNATURE: module.serve_bytes.get_concrete_function(),
+            IMAGES_SIGNATURE: module.serve_images.get_concrete_function()})
+        if os.path.exists(target):
+            old = scratch + ".old"
+            os.rename(target, old)
+            os.rename(scratch, target)
+            shutil.rmtree(old)
+        else:
+            os.rename(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target
+
+
+def save_tflite(module: InferenceModule, path: str, int8: bool = False) -> str:
+    """A TFLite model: one image [1, S, S, 3] of pixel values 0..255 at the eval size S in,
+    the eval preprocessing inside, `logits` and `probabilities` out; dynamic-range int8
+    weights with `int8`."""
+    function = module.tflite_function.get_concrete_function()
+    tf_logger, verbosity = tf.get_logger(), logging.get_verbosity()
+    level = tf_logger.level
+    tf_logger.setLevel("ERROR")  # the deprecation notice of this path, a table warning
+    logging.set_verbosity(logging.ERROR)
+    try:
+        # Without `trackable_obj` the converter freezes the variables into constants. With it
+        # (or from a SavedModel) TF 2.21 keeps Keras 3's variables as resources that the
+        # TFLite interpreter reads as NaN.
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+        if int8:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        data = converter.convert()
+    finally:
+        tf_logger.setLevel(level)
+        logging.set_verbosity(verbosity)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def module_for_run(restored, top_k: int = 5) -> InferenceModule:
+    """The InferenceModule of a restored run (`training.restore.restore_model`)."""
+    import yaml
+
+    from efficientnetv2.datasets.registry import get_spec
+
+    config = restored.config
+    multiclass = get_spec(config.data.ds_name).multiclass
+    loss = config.train.loss_type or ("sigmoid" if multiclass else "softmax")
+    return InferenceModule(restored.model, restored.class_names,
+                           yaml.safe_dump(config.to_dict(), sort_keys=False), config.eval.isize,
+                           config.data.crop_padding, top_k, multilabel=loss == "sigmoid")
+
+
+def export_run(restored, export_dir: str, version: int | None = None, overwrite: bool = False,
+               tflite: bool = False, int8: bool = False, top_k: int = 5) -> list[str]:
+    """Exports a restored run as `<export_dir>/<version>/` (version: the checkpoint's step by
+    default), with `model.tflite` / `model_int8.tflite` inside on request; returns the paths."""
+    from efficientnetv2.training.checkpoints import step_of
+
+    target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
+                         overwrite)
+    module = module_for_run(restored, top_k)
+    try:
+        paths = [save_saved_model(module, target)]
+        if tflite or int8:
+            paths.append(save_tflite(module, os.path.join(target, "model.tflite")))
+        if int8:
+            paths.append(save_tflite(module, os.path.join(target, "model_int8.tflite"), int8=True))
+    finally:
+        module.cleanup()
+    return paths

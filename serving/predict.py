@@ -1,0 +1,120 @@
+"""Prediction on image files with a run's checkpoint or an exported SavedModel.
+
+    predictor = Predictor.from_checkpoint("runs/demo")      # or from_saved_model("export/")
+    for path, top in zip(files, predictor.top_k(read_images(files), k=3)):
+        print(path, top)   # [(class id, name, probability), ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from efficientnetv2.errors import UserError
+
+from .export import BYTES_SIGNATURE, CLASSES_ASSET, InferenceModule
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+BATCH = 32
+
+
+def image_files(paths: list[str]) -> list[str]:
+    """The image files named by `paths`: files as given, folders searched recursively."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
+                           for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise UserError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
+            files += found
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise UserError(f"--image {path!r} does not exist; give image files or folders")
+    if not files:
+        raise UserError("no images: pass --image=PATH (a file or folder; repeatable)")
+    return files
+
+
+def read_images(files: list[str]) -> list[bytes]:
+    """The files' bytes, each checked to decode as JPEG/PNG/BMP/GIF."""
+    images = []
+    for path in files:
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            tf.io.decode_image(data, channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            raise UserError(f"cannot decode {path}: not a JPEG/PNG/BMP/GIF image or corrupt; "
+                            "remove it or pass other images") from None
+        images.append(data)
+    return images
+
+
+def _latest_version(path: str) -> str:
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted((int(v) for v in os.listdir(path) if v.isdigit()
+                       and os.path.exists(os.path.join(path, v, "saved_model.pb"))), reverse=True)
+    if not versions:
+        raise UserError(f"{path} holds no SavedModel (saved_model.pb, or numbered versions of "
+                        "one); for a checkpoint or run folder use --checkpoint")
+    return os.path.join(path, str(versions[0]))
+
+
+class Predictor:
+    """Class probabilities of encoded images, from either source; the same outputs."""
+
+    def __init__(self, predict_fn, class_names: list[str], source: str):
+        self._predict = predict_fn
+        self.class_names = class_names
+        self.source = source
+
+    @classmethod
+    def from_checkpoint(cls, path: str, top_k: int = 5) -> Predictor:
+        from efficientnetv2.training.restore import restore_model
+
+        from .export import module_for_run
+
+        restored = restore_model(path)
+        module = module_for_run(restored, top_k)
+        return cls(module.serve_bytes, restored.class_names, restored.checkpoint)
+
+    @classmethod
+    def from_saved_model(cls, path: str) -> Predictor:
+        if not os.path.isdir(path):
+            raise UserError(f"--saved_model {path!r} is not a folder; give an export folder "
+                            "or one of its version folders (a checkpoint goes to --checkpoint)")
+        version = _latest_version(path)
+        loaded = tf.saved_model.load(version)
+        with open(os.path.join(version, "assets", CLASSES_ASSET), encoding="utf-8") as f:
+            names = f.read().splitlines()
+        signature = loaded.signatures[BYTES_SIGNATURE]
+        return cls(lambda images: signature(image_bytes=images), names, version)
+
+    def probabilities(self, images: list[bytes]) -> np.ndarray:
+        """[N, classes] probabilities, in batches."""
+        out = [self._predict(tf.constant(images[i:i + BATCH]))["probabilities"].numpy()
+               for i in range(0, len(images), BATCH)]
+        return np.concatenate(out)
+
+    def top_k(self, images: list[bytes], k: int = 5) -> list[list[tuple[int, str, float]]]:
+        probabilities = self.probabilities(images)
+        k = min(k, probabilities.shape[1])
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[(int(i), self.class_names[i], float(p[i])) for i in row]
+                for row, p in zip(order, probabilities)]
+
+
+def format_predictions(files: list[str], tops: list, as_json: bool) -> str:
+    """One line per image (`path: name 0.912, ...`), or a JSON list for machines."""
+    if as_json:
+        return json.dumps([{"image": path, "predictions": [
+            {"class_id": i, "class_name": name, "probability": round(p, 6)} for i, name, p in top]}
+            for path, top in zip(files, tops)], indent=1)
+    return "\n".join(f"{path}: " + ", ".join(f"{name} {p:.3f}" for _, name, p in top)
+                     for path, top in zip(files, tops))
