@@ -216,6 +216,10 @@ def main(argv: list[str]) -> None:
          "predict": run_predict}[FLAGS.mode]()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        # TensorFlow warns at exit about a half-restored checkpoint; the error line says it all
+        logging.set_verbosity(logging.ERROR)
+        if "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].get_logger().setLevel("ERROR")
         sys.exit(2)
 
 

@@ -87,8 +87,9 @@ def read_automl_checkpoint(model: keras.Model, path: str, use_ema: bool = True
     """The original checkpoint's values for `model`'s layers, by layer name, in the order of
     each layer's weights; and whether EMA shadow variables were used.
 
-    The classifier is left out when the checkpoint has none or another class count. Any other
-    weight missing from the checkpoint or of another shape raises UserError naming it.
+    The classifier is left out when the checkpoint has none (`copy_layers` keeps a new one
+    for another class count). Any other weight missing from the checkpoint or of another
+    shape raises UserError naming it.
     """
     try:
         reader = tf.train.load_checkpoint(path)
@@ -112,10 +113,7 @@ def read_automl_checkpoint(model: keras.Model, path: str, use_ema: bool = True
                     break
                 raise UserError(f"{path} has no variable {prefix}/{mapping[w.path]} for "
                                 f"{w.path}: not a checkpoint of this architecture")
-            if tuple(shapes[name]) != tuple(w.shape):
-                if layer.name == "predictions":
-                    values = None
-                    break
+            if tuple(shapes[name]) != tuple(w.shape) and layer.name != "predictions":
                 raise UserError(f"{name} has shape {tuple(shapes[name])} in {path} but "
                                 f"{w.path} has {tuple(w.shape)}: another architecture")
             ema = name + EMA_SUFFIX

@@ -114,6 +114,16 @@ def _imagenet_values(model: keras.Model, model_name: str | None, weights: str = 
     return keras_applications_values(keras_application(model_name, app_top, weights), model)
 
 
+def _checkpoint_in(folder: str) -> str:
+    """The latest checkpoint of a folder: by its `checkpoint` file, else the newest `.index`."""
+    latest = tf.train.latest_checkpoint(folder)
+    if latest:
+        return latest
+    indexes = sorted((os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".index")),
+                     key=os.path.getmtime)
+    return indexes[-1][: -len(".index")] if indexes else folder
+
+
 def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
                     use_ema: bool = True) -> str:
     """Loads `weights` into `model`: 'imagenet' (keras.applications), an automl checkpoint
@@ -122,9 +132,7 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
     if weights == "imagenet":
         return copy_layers(model, _imagenet_values(model, model_name),
                            f"the ImageNet weights of {model_name} (keras.applications)")
-    path = weights
-    if os.path.isdir(path):
-        path = tf.train.latest_checkpoint(path) or path
+    path = _checkpoint_in(weights) if os.path.isdir(weights) else weights
     if path.endswith(".weights.h5"):
         twin = keras.models.clone_model(model)
         try:

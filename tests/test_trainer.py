@@ -8,9 +8,9 @@ from conftest import TINY_BLOCKS, idx_folder
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
 from efficientnetv2.training import checkpoints, reporting
-from efficientnetv2.training.restore import load_initial_weights
 from efficientnetv2.training.optimization import ema_decay_at
 from efficientnetv2.training.progressive import all_stages
+from efficientnetv2.training.restore import load_initial_weights
 from efficientnetv2.training.trainer import Trainer
 
 # 64 train images, batch 8: 8 steps per epoch; 4 epochs in 2 stages.

@@ -1,0 +1,205 @@
+"""Export (SavedModel, TFLite), prediction and their bad-input errors, on a trained tiny run."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY_BLOCKS, idx_folder
+from PIL import Image
+from test_main import run_main
+
+from efficientnetv2 import hparams
+from efficientnetv2.datasets import DataInput
+from efficientnetv2.errors import UserError
+from efficientnetv2.serving.export import (
+    BYTES_SIGNATURE,
+    IMAGES_SIGNATURE,
+    export_run,
+    module_for_run,
+)
+from efficientnetv2.training.restore import restore_model
+from efficientnetv2.training.trainer import Trainer
+
+RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,train.epochs=2,"
+       "train.batch_size=8,train.stages=0,train.isize=24,eval.isize=24,eval.batch_size=8,"
+       "train.lr_warmup_epoch=0,train.ema_decay=0.9,data.max_eval_examples=12")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny model trained for 2 epochs on Fashion-MNIST-format files; its test images as PNGs."""
+    root = tmp_path_factory.mktemp("export")
+    data = idx_folder(str(root / "data"), 64, 12)
+    config = hparams.build_config("custom", "fashion_mnist", hparam_str=RUN,
+                                  extra={"data.data_dir": data})
+    Trainer(config, str(root / "run"), verbose=False).train()
+    pngs = root / "pngs"
+    pngs.mkdir()
+    with gzip.open(os.path.join(data, "t10k-images-idx3-ubyte.gz")) as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(pngs / f"test{i:02d}.png")
+    return {"dir": str(root / "run"), "config": config, "pngs": str(pngs), "root": root}
+
+
+def _pixels(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def test_fresh_process_load_equals_in_process_model(run, tmp_path):
+    restored = restore_model(run["dir"])
+    assert restored.ema and restored.class_names[9] == "Ankle boot"
+    (path,) = export_run(restored, str(tmp_path / "export"), version=3)
+    assert path == str(tmp_path / "export" / "3")
+    images = _pixels((3, 30, 41, 3))
+    module = module_for_run(restored)
+    expected = {k: v.numpy() for k, v in module.serve_images(tf.constant(images)).items()}
+    # inference mode: equal to the model's training=False output on the eval preprocessing
+    from efficientnetv2.datasets.preprocessing import eval_image
+
+    padding = restored.config.data.crop_padding
+    logits = restored.model(eval_image(images, 24, padding), training=False)
+    np.testing.assert_allclose(expected["logits"], logits, atol=1e-6)
+    np.save(tmp_path / "images.npy", images)
+    script = (
+        "import sys, json, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = m.signatures['serving_images'](images=tf.constant(np.load(sys.argv[2])))\n"
+        "np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})\n"
+        "print(json.dumps([open(m.classes_file.asset_path.numpy()).read(),"
+        " open(m.config_file.asset_path.numpy()).read()]))\n")
+    result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "images.npy"),
+                             str(tmp_path / "out.npz")], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = np.load(tmp_path / "out.npz", allow_pickle=True)
+    for key in ("logits", "probabilities", "top_k_probabilities"):
+        np.testing.assert_allclose(loaded[key], expected[key], atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(loaded["top_k_ids"], expected["top_k_ids"])
+    names = [[restored.class_names[i] for i in row] for row in expected["top_k_ids"]]
+    assert [[n.decode() for n in row] for row in loaded["top_k_names"]] == names
+    classes, config = json.loads(result.stdout.strip().splitlines()[-1])
+    assert classes.splitlines() == restored.class_names
+    assert "model_name: custom" in config and "isize: 24" in config
+
+
+def test_bytes_signature_equals_images_signature(run, tmp_path):
+    (path,) = export_run(restore_model(run["dir"]), str(tmp_path), version=1)
+    loaded = tf.saved_model.load(path)
+    for shape, encode in (((2, 28, 28, 1), tf.io.encode_png), ((2, 45, 33, 3), tf.io.encode_png),
+                          ((1, 30, 30, 3), tf.io.encode_jpeg)):
+        pixels = tf.cast(tf.round(_pixels(shape)), tf.uint8)
+        data = [encode(image).numpy() for image in pixels]
+        decoded = np.stack([tf.io.decode_image(d, channels=3).numpy() for d in data]).astype("float32")
+        by_bytes = loaded.signatures[BYTES_SIGNATURE](image_bytes=tf.constant(data))
+        by_images = loaded.signatures[IMAGES_SIGNATURE](images=tf.constant(decoded))
+        for key in ("logits", "probabilities"):
+            np.testing.assert_allclose(by_bytes[key], by_images[key], atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(by_bytes["top_k_names"], by_images["top_k_names"])
+
+
+def test_tflite_float_matches_the_saved_model_and_int8_runs(run, tmp_path):
+    restored = restore_model(run["dir"])
+    paths = export_run(restored, str(tmp_path), version=1, tflite=True, int8=True)
+    assert [os.path.basename(p) for p in paths] == ["1", "model.tflite", "model_int8.tflite"]
+    saved = tf.saved_model.load(paths[0]).signatures[IMAGES_SIGNATURE]
+    for seed in range(3):
+        image = _pixels((1, 24, 24, 3), seed)
+        expected = saved(images=tf.constant(image))
+        for tflite, tolerance in ((paths[1], 1e-3), (paths[2], 0.1)):
+            interpreter = tf.lite.Interpreter(tflite)
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+            interpreter.invoke()
+            logits, probabilities = (interpreter.get_tensor(o["index"])
+                                     for o in interpreter.get_output_details())
+            np.testing.assert_allclose(logits, expected["logits"], atol=tolerance, rtol=0)
+            np.testing.assert_allclose(probabilities, expected["probabilities"], atol=tolerance, rtol=0)
+
+
+def test_export_refuses_an_existing_version_unless_overwrite(run, tmp_path):
+    restored = restore_model(run["dir"])
+    (path,) = export_run(restored, str(tmp_path))
+    assert path.endswith("/16")  # the checkpoint's step
+    marker = os.path.join(path, "saved_model.pb")
+    before = os.path.getmtime(marker)
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        export_run(restored, str(tmp_path))
+    assert os.path.getmtime(marker) == before
+    export_run(restored, str(tmp_path), overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["16"]  # replaced, no scratch folders left
+    assert tf.saved_model.load(path).signatures[BYTES_SIGNATURE] is not None
+
+
+def _in_process_labels(run) -> list[int]:
+    """The trained model's labels for the test images through the eval pipeline."""
+    restored = restore_model(run["dir"])
+    config = run["config"]
+    data = DataInput(config.data, "eval", False)
+    images = np.concatenate([x for x, _ in data.dataset(64, config.eval.isize)])
+    return list(np.argmax(restored.model(images, training=False), axis=1))
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "saved_model"])
+def test_predict_on_pngs_gives_the_in_process_labels(run, source):
+    if source == "saved_model":
+        export_run(restore_model(run["dir"]), os.path.join(run["dir"], "export"), overwrite=True)
+        args = [f"--saved_model={run['dir']}/export"]
+    else:
+        args = [f"--checkpoint={run['dir']}"]
+    result = run_main("--mode=predict", *args, f"--image={run['pngs']}", "--output=json", "--top_k=3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = json.loads(result.stdout)
+    assert [os.path.basename(p["image"]) for p in predictions] == [f"test{i:02d}.png" for i in range(12)]
+    assert [p["predictions"][0]["class_id"] for p in predictions] == _in_process_labels(run)
+    top = predictions[0]["predictions"]
+    assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"]
+    text = run_main("--mode=predict", *args, f"--image={run['pngs']}/test00.png", "--top_k=2")
+    assert text.returncode == 0 and text.stdout.startswith(f"{run['pngs']}/test00.png: ")
+
+
+def test_main_export_prints_the_paths(run, tmp_path):
+    result = run_main("--mode=export", f"--checkpoint={run['dir']}", f"--export_dir={tmp_path}",
+                      "--export_version=7", "--export_tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{tmp_path}/7/model.tflite" in result.stdout and "EMA weights, 24px, 10 classes" in result.stdout
+
+
+def test_bad_inputs_are_one_line_errors(run, tmp_path):
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(b"\x89PNG not really")
+    export = tmp_path / "export"
+    export_run(restore_model(run["dir"]), str(export), version=1)
+    before = sorted(os.listdir(export / "1"))
+    cases = [
+        (["--mode=predict", f"--checkpoint={run['dir']}", f"--image={corrupt}"],
+         f"error: cannot decode {corrupt}: not a JPEG/PNG/BMP/GIF image or corrupt"),
+        (["--mode=predict", f"--checkpoint={export}", f"--image={run['pngs']}"],
+         f"error: {export} is a SavedModel export, not a checkpoint"),
+        (["--mode=predict", f"--saved_model={run['dir']}", f"--image={run['pngs']}"],
+         f"error: {run['dir']} holds no SavedModel"),
+        (["--mode=export", f"--checkpoint={run['dir']}", f"--export_dir={export}", "--export_version=1"],
+         f"error: {export}/1 already exists; pass --overwrite"),
+        (["--mode=predict", f"--checkpoint={run['dir']}", "--image=/nonexistent.png"],
+         "error: --image '/nonexistent.png' does not exist"),
+    ]
+    for args, message in cases:
+        result = run_main(*args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-1000:]
+        assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(export / "1")) == before
+
+
+def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path):
+    wider = "--hparam_str=" + RUN.replace("model.feature_size=32", "model.feature_size=40")
+    result = run_main("--mode=eval", "--model_name=custom", "--dataset_cfg=fashion_mnist",
+                      f"--data_dir={idx_folder(str(tmp_path / 'data'), 16, 8)}",
+                      f"--model_dir={tmp_path / 'other'}", wider, f"--checkpoint={run['dir']}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot restore")
