@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from efficientnetv2.errors import UserError
 
-from .export import BYTES_SIGNATURE, CLASSES_ASSET, InferenceModule
+from .export import BYTES_SIGNATURE, CLASSES_ASSET
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 BATCH = 32
