@@ -23,7 +23,6 @@ from efficientnetv2.errors import UserError  # noqa: E402
 
 MODES = ("summary", "train", "eval", "traineval", "export", "predict", "inspect_data",
          "bench", "study")
-PLANNED = {"bench": "the benchmarks issue", "study": "the benchmarks issue"}
 
 flags.DEFINE_enum("mode", "summary", MODES, "What to do.")
 flags.DEFINE_string("model_name", "efficientnetv2-s",
@@ -55,6 +54,22 @@ flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or ve
                     "to predict with, instead of a checkpoint.")
 flags.DEFINE_enum("output", "text", ("text", "json"), "--mode=predict: output format.")
 flags.DEFINE_integer("top_k", 5, "--mode=predict/export: how many classes to report.")
+flags.DEFINE_list("bench_models", ["efficientnetv2-b0", "efficientnetv2-s"],
+                  "--mode=bench: models (with a keras.applications twin).")
+flags.DEFINE_list("bench_sizes", ["32", "64", "128"], "--mode=bench: image sizes.")
+flags.DEFINE_integer("bench_batch", 64, "--mode=bench: training batch size.")
+flags.DEFINE_integer("bench_steps", 10, "--mode=bench: timed training steps per measurement.")
+flags.DEFINE_enum("bench_xla", "both", ("both", "on", "off"), "--mode=bench: XLA settings.")
+flags.DEFINE_string("study", None, "--mode=study: blocks, training, depth_drop or v1_vs_v2 "
+                    "(hparams/studies.yaml).")
+flags.DEFINE_float("study_width", 1.0, "--mode=study: multiplier of every variant's width.")
+flags.DEFINE_float("study_depth", 1.0, "--mode=study: multiplier of every variant's depth.")
+flags.DEFINE_integer("study_epochs", None, "--mode=study: epochs (default: the dataset config's).")
+flags.DEFINE_integer("study_isize", None, "--mode=study: train and eval image size "
+                     "(default: the configs').")
+flags.DEFINE_integer("study_examples", 0, "--mode=study: train on the first N examples (0: all).")
+flags.DEFINE_integer("study_eval_examples", 0, "--mode=study: evaluate on the first N (0: all).")
+flags.DEFINE_integer("study_batch", 0, "--mode=study: batch size (0: the dataset config's).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices, so that "
                      "runtime.strategy=gpus runs MirroredStrategy without GPUs (for trying out).")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (runtime.strategy=tpu).")
@@ -202,18 +217,48 @@ def run_predict() -> None:
     print(format_predictions(files, predictor.top_k(images, FLAGS.top_k), FLAGS.output == "json"))
 
 
+def run_bench() -> None:
+    from efficientnetv2.training import benchmark
+
+    try:
+        sizes = [int(s) for s in FLAGS.bench_sizes]
+    except ValueError:
+        raise UserError(f"--bench_sizes={','.join(FLAGS.bench_sizes)}: give integers, e.g. 32,64")
+    xla = {"both": (True, False), "on": (True,), "off": (False,)}[FLAGS.bench_xla]
+    peak = benchmark.matmul_peak()
+    rows = benchmark.run_benchmark(FLAGS.bench_models, sizes, FLAGS.bench_batch,
+                                   FLAGS.bench_steps, xla)
+    table = benchmark.format_table(rows, peak)
+    out_dir = FLAGS.model_dir or os.path.join("runs", "bench")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "bench.md"), "w", encoding="utf-8") as f:
+        f.write(table)
+    print(table + f"\nwritten to {out_dir}/bench.md")
+
+
+def run_study() -> None:
+    from efficientnetv2.training import studies
+
+    if not FLAGS.study:
+        raise UserError(f"--mode=study needs --study=NAME: one of {', '.join(studies.load_studies())}")
+    sizes = studies.StudySizes(FLAGS.study_width, FLAGS.study_depth, FLAGS.study_epochs,
+                               FLAGS.study_isize, FLAGS.study_examples, FLAGS.study_eval_examples,
+                               FLAGS.study_batch)
+    out_dir = FLAGS.model_dir or os.path.join("runs", f"study-{FLAGS.study}-{FLAGS.dataset_cfg}")
+    results = studies.run_study(FLAGS.study, sizes, FLAGS.dataset_cfg, out_dir, FLAGS.model_name,
+                                FLAGS.data_dir, FLAGS.hparam_str)
+    print(studies.format_table(results))
+    print(f"written: {out_dir}/{studies.TABLE_FILE}, {out_dir}/{studies.CURVES_FILE}")
+
+
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # TensorFlow's per-checkpoint INFO lines
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        if FLAGS.mode in PLANNED:
-            raise UserError(f"--mode={FLAGS.mode} is not available yet; it arrives with "
-                            f"{PLANNED[FLAGS.mode]}. Available now: summary, inspect_data, "
-                            "train, eval, traineval, export, predict")
         {"summary": run_summary, "inspect_data": run_inspect_data, "train": run_train,
          "traineval": run_train, "eval": run_eval, "export": run_export,
-         "predict": run_predict}[FLAGS.mode]()
+         "predict": run_predict, "bench": run_bench, "study": run_study}[FLAGS.mode]()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         # TensorFlow warns at exit about a half-restored checkpoint; the error line says it all

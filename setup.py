@@ -22,7 +22,8 @@ setup(
         "efficientnetv2.training": "training",
         "efficientnetv2.serving": "serving",
     },
-    package_data={"efficientnetv2.datasets": ["imagenet_labels.txt"]},
+    package_data={"efficientnetv2.datasets": ["imagenet_labels.txt"],
+                  "efficientnetv2.hparams": ["studies.yaml", "demo.yaml"]},
     install_requires=[
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9.9",

@@ -37,7 +37,8 @@ class DatasetSpec:
     """What a registry name means.
 
     source: 'tfds' (tensorflow-datasets), 'idx' (MNIST-format files, offline, else tfds),
-    'tfrecord' (ImageNet-style TFRecord files) or 'imagefolder' (one folder per class).
+    'tfrecord' (ImageNet-style TFRecord files), 'imagefolder' (one folder per class) or
+    'synthetic' (random 64x64 images made in memory: benchmarks, smoke runs).
     """
 
     name: str
@@ -90,6 +91,9 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
         "train": Split(60_000, "train"), "eval": Split(10_000, "test"),
         "minival": Split(10_000, "test")},
         tfds_name="mnist", class_names=DIGITS, grayscale=True),
+    DatasetSpec("synthetic", "synthetic", 10, {
+        "train": Split(2048), "eval": Split(512), "minival": Split(512)},
+        class_names=tuple(f"class_{i}" for i in range(10))),
     DatasetSpec("imagefolder", "imagefolder", None, {
         "train": Split(None), "eval": Split(None), "minival": Split(None)}),
 ]}

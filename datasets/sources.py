@@ -141,6 +141,16 @@ def load_imagefolder(spec: DatasetSpec, split: str, data_dir: str | None,
                   f"imagefolder:{scan.root}", scan.skipped)
 
 
+def load_synthetic(spec: DatasetSpec, split: str, seed: int, size: int = 64) -> Source:
+    """Random uint8 images with labels cycling over the classes; the same for a seed."""
+    count = get_split(spec, split).num_images
+    images = tf.random.stateless_uniform([count, size, size, 3], [seed, len(split)], 0, 256, tf.int32)
+    labels = tf.range(count, dtype=tf.int64) % spec.num_classes
+    dataset = tf.data.Dataset.from_tensor_slices((tf.cast(images, tf.uint8), labels))
+    return Source(dataset, count, list(spec.class_names), False, f"synthetic[{split}]",
+                  in_memory=True)
+
+
 def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fraction: float = 0.1,
                 seed: int = 0) -> Source:
     """The examples of `split` of the registry entry `spec`."""
@@ -153,4 +163,6 @@ def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fractio
         return load_idx(spec, split, data_dir)
     if spec.source == "tfrecord":
         return load_tfrecord(spec, split, data_dir)
+    if spec.source == "synthetic":
+        return load_synthetic(spec, split, seed)
     return load_imagefolder(spec, split, data_dir, val_fraction, seed)

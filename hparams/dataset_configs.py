@@ -70,6 +70,12 @@ DATASET_CONFIGS: dict[str, dict] = {
                   "lr_sched": "cosine", "lr_warmup_epoch": 1.0, "ema_decay": 0.999},
         "eval": {"batch_size": 256, "isize": 32},
     },
+    # Random images made in memory: benchmarks and smoke runs without any files.
+    "synthetic": {
+        "data": {"ds_name": "synthetic", "augname": "none", "ibase": 32, "crop_padding": 0},
+        "train": {"epochs": 1, "batch_size": 64, "isize": 64, "stages": 0, "sched": False},
+        "eval": {"batch_size": 64, "isize": 64},
+    },
     # A user's own folders (--data_dir): the fine-tuning recipe at 224 px.
     "imagefolder": {
         **_finetune("imagefolder"),
