@@ -123,10 +123,23 @@ def keras_training(model_name: str, image_size: int, batch_size: int, steps: int
     model.compile(optimizer, optimization.loss_function(config.train, False), jit_compile=xla,
                   metrics=["accuracy"])
     data = tf.data.Dataset.from_tensors(synthetic_batch(batch_size, image_size)).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)  # compilation
+    times = _StepTimes()
+    model.fit(data, epochs=1, steps_per_epoch=steps + 1, verbose=0, shuffle=False,
+              callbacks=[times])
+    return (times.ends[-1] - times.ends[0]) / steps, model
 
-    def fit(n):
-        model.fit(data, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False)
-    return _timed(lambda: fit(2), fit, steps), model
+
+class _StepTimes(keras.callbacks.Callback):
+    """When each training step of `fit` ended: the steady-state step time without fit's
+    per-call set-up (iterator, callbacks), which a longer run would spread thinner."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
 
 
 def inference(model: keras.Model, image_size: int, batch_size: int, xla: bool,

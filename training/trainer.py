@@ -71,7 +71,8 @@ class Trainer:
         # XLA cannot compile a replica's step on logical CPU devices (variables of the other
         # devices): with several CPU replicas (tests, trying out) the steps run without it.
         on_cpu = not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-        self.xla = bool(config.runtime.xla) and (self.replicas == 1 or not on_cpu)
+        xla = config.runtime.xla if config.runtime.xla is not None else not on_cpu
+        self.xla = bool(xla) and (self.replicas == 1 or not on_cpu)
         keras.config.set_dtype_policy(self.policy)
         seed = config.train.seed
         keras.utils.set_random_seed(seed)
