@@ -34,10 +34,10 @@ def test_summary_of_a_custom_architecture_at_a_given_size():
 @pytest.mark.parametrize("args, message", [
     (["--model_name=efficientnetv2-q"], "error: unknown model name 'efficientnetv2-q'; valid names:"),
     (["--hparam_str=train.epoch=1"], "error: --hparam_str: unknown config key 'train.epoch'"),
-    (["--mode=bench"], "error: --mode=bench is not available yet"),
+    (["--mode=summary", "--dataset_cfg=nope"], "error: unknown dataset config 'nope'"),
 ])
 def test_user_errors_are_one_line_with_exit_2(args, message):
-    result = run_main("--mode=summary", *args) if "--mode=bench" not in args else run_main(*args)
+    result = run_main("--mode=summary", *args)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
