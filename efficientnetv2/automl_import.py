@@ -29,8 +29,6 @@ _CONVS = ("expand_conv", "project_conv")  # in the order the original creates th
 _NORMS = ("expand_bn", "depthwise_bn", "project_bn")
 _FIXED = {"depthwise_conv": "depthwise_conv2d", "se/reduce": "se/conv2d",
           "se/expand": "se/conv2d_1", "conv": "conv2d", "bn": BN}
-_VARIABLES = {"kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta",
-              "moving_mean": "moving_mean", "moving_variance": "moving_variance"}
 
 
 def _numbered(base: str, index: int) -> str:
@@ -69,7 +67,7 @@ def automl_names(model: keras.Model) -> dict[str, str]:
             sub, variable = rest.rsplit("/", 1)
             if variable == "kernel" and sub == "depthwise_conv":
                 variable = "depthwise_kernel"
-            mapping[w.path] = f"{layer.name}/{subs[sub]}/{_VARIABLES.get(variable, variable)}"
+            mapping[w.path] = f"{layer.name}/{subs[sub]}/{variable}"
     return mapping
 
 

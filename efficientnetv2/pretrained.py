@@ -88,7 +88,8 @@ def copy_layers(model: keras.Model, values: dict[str, list[np.ndarray]], origin:
     return f"{len(updates)} layers from {origin}" + (f"; {new_classifier}" if new_classifier else "")
 
 
-def _layers_of(model: keras.Model) -> dict[str, list[np.ndarray]]:
+def layer_values(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    """{layer name: its weights as arrays} of every layer with weights (`copy_layers`' input)."""
     return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 
@@ -140,7 +141,7 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
         except ValueError as e:
             raise UserError(f"cannot load {path}: {str(e).splitlines()[0]}; a .weights.h5 file "
                             "must come from model.save_weights of the same architecture")
-        return copy_layers(model, _layers_of(twin), path)
+        return copy_layers(model, layer_values(twin), path)
     if path.endswith(".h5"):
         return copy_layers(model, _imagenet_values(model, model_name, path), path)
     if not tf.io.gfile.exists(path + ".index"):

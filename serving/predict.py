@@ -55,24 +55,12 @@ def read_images(files: list[str]) -> list[bytes]:
     return images
 
 
-def _latest_version(path: str) -> str:
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = sorted((int(v) for v in os.listdir(path) if v.isdigit()
-                       and os.path.exists(os.path.join(path, v, "saved_model.pb"))), reverse=True)
-    if not versions:
-        raise UserError(f"{path} holds no SavedModel (saved_model.pb, or numbered versions of "
-                        "one); for a checkpoint or run folder use --checkpoint")
-    return os.path.join(path, str(versions[0]))
-
-
 class Predictor:
     """Class probabilities of encoded images, from either source; the same outputs."""
 
-    def __init__(self, predict_fn, class_names: list[str], source: str):
+    def __init__(self, predict_fn, class_names: list[str]):
         self._predict = predict_fn
         self.class_names = class_names
-        self.source = source
 
     @classmethod
     def from_checkpoint(cls, path: str, top_k: int = 5) -> Predictor:
@@ -81,20 +69,24 @@ class Predictor:
         from .export import module_for_run
 
         restored = restore_model(path)
-        module = module_for_run(restored, top_k)
-        return cls(module.serve_bytes, restored.class_names, restored.checkpoint)
+        return cls(module_for_run(restored, top_k).serve_bytes, restored.class_names)
 
     @classmethod
     def from_saved_model(cls, path: str) -> Predictor:
         if not os.path.isdir(path):
             raise UserError(f"--saved_model {path!r} is not a folder; give an export folder "
                             "or one of its version folders (a checkpoint goes to --checkpoint)")
-        version = _latest_version(path)
+        from efficientnetv2.training.restore import saved_model_version
+
+        version = saved_model_version(path)
+        if version is None:
+            raise UserError(f"{path} holds no SavedModel (saved_model.pb, or numbered versions "
+                            "of one); for a checkpoint or run folder use --checkpoint")
         loaded = tf.saved_model.load(version)
         with open(os.path.join(version, "assets", CLASSES_ASSET), encoding="utf-8") as f:
             names = f.read().splitlines()
         signature = loaded.signatures[BYTES_SIGNATURE]
-        return cls(lambda images: signature(image_bytes=images), names, version)
+        return cls(lambda images: signature(image_bytes=images), names)
 
     def probabilities(self, images: list[bytes]) -> np.ndarray:
         """[N, classes] probabilities, in batches."""

@@ -15,7 +15,7 @@ import yaml
 import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
-from efficientnetv2.pretrained import copy_layers, load_pretrained
+from efficientnetv2.pretrained import copy_layers, layer_values, load_pretrained
 
 from .checkpoints import ema_key, resolve_checkpoint
 
@@ -40,12 +40,16 @@ def run_folder(checkpoint: str) -> str | None:
     return None
 
 
-def is_saved_model(path: str) -> bool:
-    """A SavedModel folder, or an export folder of numbered SavedModel versions."""
+def saved_model_version(path: str) -> str | None:
+    """The SavedModel folder that `path` names: itself, or the newest numbered version of an
+    export folder; None when it is neither."""
     if not os.path.isdir(path):
-        return False
-    return os.path.exists(os.path.join(path, SAVED_MODEL)) or any(
-        os.path.exists(os.path.join(path, v, SAVED_MODEL)) for v in os.listdir(path) if v.isdigit())
+        return None
+    if os.path.exists(os.path.join(path, SAVED_MODEL)):
+        return path
+    versions = [int(v) for v in os.listdir(path)
+                if v.isdigit() and os.path.exists(os.path.join(path, v, SAVED_MODEL))]
+    return os.path.join(path, str(max(versions))) if versions else None
 
 
 def _is_run(path: str) -> bool:
@@ -58,7 +62,7 @@ def _is_run(path: str) -> bool:
 def run_checkpoint(path: str) -> str:
     """A checkpoint of this project's training from a prefix or run folder; a one-line error
     for a SavedModel or a checkpoint without its run's config."""
-    if is_saved_model(path):
+    if saved_model_version(path):
         raise UserError(f"{path} is a SavedModel export, not a checkpoint: pass it as "
                         "--saved_model (predict), or give the run's model_dir / checkpoint")
     checkpoint = resolve_checkpoint(path)
@@ -134,6 +138,6 @@ def load_initial_weights(model, path: str, model_name: str | None, use_ema: bool
         log(f"initialised {load_pretrained(model, model_name, path, use_ema)}")
         return
     source = restore_model(path, use_ema)
-    values = {layer.name: layer.get_weights() for layer in source.model.layers if layer.weights}
+    values = layer_values(source.model)
     origin = f"the {'EMA ' if source.ema else ''}weights of {source.checkpoint}"
     log(f"initialised {copy_layers(model, values, origin)}")

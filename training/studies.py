@@ -103,11 +103,9 @@ def run_variant(name: str, config, run_dir: str, verbose: bool = True) -> Varian
     trainer = Trainer(config, run_dir, verbose=verbose)
     result = trainer.train(eval_every_epoch=True)
     wall = time.time() - began
-    model_name, overrides = hparams.model_arguments(config)
     isize = config.eval.isize
     params = trainer.model.count_params()
-    macs = count_multiply_adds(efficientnetv2.get_model(model_name, config.model.num_classes,
-                                                        **overrides), isize)
+    macs = count_multiply_adds(trainer.model, isize)
     rows = reporting.read_log(os.path.join(run_dir, reporting.LOG_FILE))
     return VariantResult(name, params, macs, isize, _train_rate(rows), wall, result.top1, run_dir)
 
