@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 # tensorflow-cpu here; `make TF_EXTRA=gpu ...` installs tensorflow[and-cuda] instead.
 TF_EXTRA ?= cpu
 
-.PHONY: demo test data clean
+.PHONY: demo test lint data clean
 
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "error: '$(PYTHON) -m venv' failed; on Debian install it with: apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -32,6 +32,10 @@ demo: $(STAMP) data
 
 test: $(STAMP) data
 	$(BIN)/pytest -q tests
+
+# ruff (from the test extra), configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -223,7 +223,7 @@ def run_bench() -> None:
     try:
         sizes = [int(s) for s in FLAGS.bench_sizes]
     except ValueError:
-        raise UserError(f"--bench_sizes={','.join(FLAGS.bench_sizes)}: give integers, e.g. 32,64")
+        raise UserError(f"--bench_sizes={','.join(FLAGS.bench_sizes)}: give integers, e.g. 32,64") from None
     xla = {"both": (True, False), "on": (True,), "off": (False,)}[FLAGS.bench_xla]
     peak = benchmark.matmul_peak()
     rows = benchmark.run_benchmark(FLAGS.bench_models, sizes, FLAGS.bench_batch,

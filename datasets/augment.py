@@ -163,8 +163,8 @@ def randaugment(image, seed, num_layers: int, magnitude: float):
         choice_seed, prob_seed, op_seed = _seeds(layer_seed, 3)
         index = tf.random.stateless_uniform([], choice_seed, 0, len(RANDAUGMENT_OPS), tf.int32)
         probability = tf.random.stateless_uniform([], prob_seed, 0.2, 0.8)
-        branches = [lambda n=name: _maybe(image, n, probability, float(magnitude), op_seed)
-                    for name in RANDAUGMENT_OPS]
+        branches = [lambda n=name, x=image, p=probability, s=op_seed:
+                    _maybe(x, n, p, float(magnitude), s) for name in RANDAUGMENT_OPS]
         image = tf.switch_case(index, branches)
     return image
 

@@ -53,7 +53,8 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
     import tensorflow_datasets as tfds
 
     info = get_split(spec, split)
-    tried = "; ".join((places or []) + [f"tfds {spec.tfds_name!r} in {data_dir or 'the default tfds data dir'}"])
+    tfds_place = f"tfds {spec.tfds_name!r} in {data_dir or 'the default tfds data dir'}"
+    tried = "; ".join((places or []) + [tfds_place])
 
     def load(download: bool):
         return tfds.load(spec.tfds_name, split=info.tfds_split, data_dir=data_dir, download=download,

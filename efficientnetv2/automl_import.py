@@ -92,7 +92,7 @@ def read_automl_checkpoint(model: keras.Model, path: str, use_ema: bool = True
     try:
         reader = tf.train.load_checkpoint(path)
     except (tf.errors.OpError, ValueError) as e:
-        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}")
+        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
     shapes = reader.get_variable_to_shape_map()
     prefix = _model_prefix(set(shapes), path)
     has_ema = any(n.endswith(EMA_SUFFIX) for n in shapes)

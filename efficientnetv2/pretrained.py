@@ -100,7 +100,7 @@ def _h5_has_top(path: str) -> bool:
         with h5py.File(path, "r") as f:
             names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
     except (OSError, KeyError) as e:
-        raise UserError(f"{path} is not a keras.applications weights file ({e})")
+        raise UserError(f"{path} is not a keras.applications weights file ({e})") from None
     return CLASSIFIER in names
 
 
@@ -140,7 +140,7 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
             twin.load_weights(path)
         except ValueError as e:
             raise UserError(f"cannot load {path}: {str(e).splitlines()[0]}; a .weights.h5 file "
-                            "must come from model.save_weights of the same architecture")
+                            "must come from model.save_weights of the same architecture") from None
         return copy_layers(model, layer_values(twin), path)
     if path.endswith(".h5"):
         return copy_layers(model, _imagenet_values(model, model_name, path), path)

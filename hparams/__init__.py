@@ -12,6 +12,7 @@ import ml_collections
 import yaml
 
 from efficientnetv2 import OVERRIDES, UserError, resolve_options
+
 from .base import base_config
 from .dataset_configs import DATASET_CONFIGS, dataset_config
 from .model_configs import CUSTOM, model_config

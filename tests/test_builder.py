@@ -50,7 +50,8 @@ def test_block_types_and_residuals():
 
 
 def test_custom_model_forward_any_size():
-    model = efficientnetv2.get_model(TINY_BLOCKS, num_classes=5, **{k: v for k, v in TINY.items() if k != "blocks"})
+    options = {k: v for k, v in TINY.items() if k != "blocks"}
+    model = efficientnetv2.get_model(TINY_BLOCKS, num_classes=5, **options)
     assert model.name == "custom"
     for size in (32, 45):
         logits = model(np.zeros((2, size, size, 3), "float32"), training=False)

@@ -38,7 +38,7 @@ def test_every_format_and_channel_count_becomes_rgb(tmp_path):
     assert not data.source.skipped
     images, labels = next(iter(data.dataset(data.num_examples, 16)))
     assert images.shape == (data.num_examples, 16, 16, 3)
-    assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
+    assert images.numpy().min() >= -1.0 and images.numpy().max() <= 1.0
     assert labels.numpy().sum(1).tolist() == [1.0] * data.num_examples
 
 
@@ -59,10 +59,12 @@ def test_bad_files_are_skipped_counted_and_reported(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda r: (r / "a").mkdir() or (r / "b").mkdir() or _image(r / "a" / "x.png"), "class folder .*b.* has no usable images"),
+    (lambda r: (r / "a").mkdir() or (r / "b").mkdir() or _image(r / "a" / "x.png"),
+     "class folder .*b.* has no usable images"),
     (lambda r: _good_folder(r, classes=("only",)), r"has 1 class folder\(s\); a classifier needs at least 2"),
     (lambda r: None, r"has 0 class folder"),
-    (lambda r: (_good_folder(r / "train", ("a", "b")), _good_folder(r / "val", ("a", "c"))), "different class folders"),
+    (lambda r: (_good_folder(r / "train", ("a", "b")), _good_folder(r / "val", ("a", "c"))),
+     "different class folders"),
 ])
 def test_folder_mistakes_are_one_line_errors(tmp_path, make, message):
     make(tmp_path)

@@ -20,7 +20,7 @@ def test_shapes_dtypes_and_ranges_at_every_stage(train_data):
         images, labels = next(iter(train_data.dataset(8, stage.image_size, aug)))
         assert images.shape == (8, stage.image_size, stage.image_size, 3)
         assert images.dtype == tf.float32 and labels.dtype == tf.float32
-        assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
+        assert images.numpy().min() >= -1.0 and images.numpy().max() <= 1.0
     assert [s.image_size for s in all_stages(config)] == [40, 48, 56, 64]
 
 

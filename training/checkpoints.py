@@ -28,7 +28,7 @@ def check_writable(directory: str) -> None:
             os.fsync(f.fileno())
     except OSError as e:
         raise UserError(f"--model_dir {directory!r} is not writable ({e.strerror or e}); "
-                        "choose another directory or fix its permissions / free space")
+                        "choose another directory or fix its permissions / free space") from None
 
 
 class Checkpoints:

@@ -72,7 +72,7 @@ def _compile(pattern: str, key: str) -> re.Pattern:
     try:
         return re.compile(pattern)
     except re.error as e:
-        raise UserError(f"{key} {pattern!r} is not a valid regular expression ({e})")
+        raise UserError(f"{key} {pattern!r} is not a valid regular expression ({e})") from None
 
 
 def trained_variables(model: keras.Model, varsexp: str | None) -> list:

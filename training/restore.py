@@ -117,7 +117,7 @@ def restore_model(path: str, use_ema: bool = True) -> RestoredModel:
     try:
         tf.train.Checkpoint(model=model, ema=averages).restore(checkpoint).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as e:
-        raise UserError(f"cannot restore {checkpoint}: {str(e).splitlines()[0]}")
+        raise UserError(f"cannot restore {checkpoint}: {str(e).splitlines()[0]}") from None
     saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
              if key.startswith("ema/")}
     ema = use_ema and bool(saved)

@@ -29,7 +29,7 @@ def make_strategy(name: str, tpu: str | None = None, tpu_zone: str | None = None
         try:
             cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster")
         except json.JSONDecodeError as e:
-            raise UserError(f"TF_CONFIG is not valid JSON ({e}); see README 'Several machines'")
+            raise UserError(f"TF_CONFIG is not valid JSON ({e}); see README 'Several machines'") from None
         if not cluster:
             raise UserError("runtime.strategy=multiworker needs TF_CONFIG with a 'cluster' and "
                             "a 'task'; see README 'Several machines'")

@@ -250,7 +250,7 @@ class Trainer:
             path = self.checkpoints.save(self.step)
             self._log(f"\ninterrupted: saved {path} at step {self.step}; rerun the same "
                       "command to resume")
-            raise SystemExit(130)
+            raise SystemExit(130) from None
         if result is None or result.step != self.step:
             result = self.evaluate_and_log(log)
         if self.chief:
@@ -387,7 +387,7 @@ class Trainer:
             self.checkpoints.checkpoint.restore(path).expect_partial()
         except (tf.errors.OpError, ValueError, AssertionError) as e:
             raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
-                            f"{self.num_classes} classes: {str(e).splitlines()[0]}")
+                            f"{self.num_classes} classes: {str(e).splitlines()[0]}") from None
         return self.evaluate_and_log()
 
 
