@@ -181,6 +181,16 @@ def autoaugment(image, seed):
     return tf.switch_case(index, [branch(p) for p in AUTOAUGMENT_POLICY_V0])
 
 
+def augment_function(name: str, num_layers: int, magnitude: float):
+    """fn(image 0..255, seed) for 'randaug' or 'autoaug'; None for anything else (the recipe
+    itself does the rest: crop and flip, or the fine-tuning cutout)."""
+    if name == "randaug":
+        return lambda image, seed: randaugment(image, seed, num_layers, magnitude)
+    if name == "autoaug":
+        return autoaugment
+    return None
+
+
 def _beta(seed, shape, alpha: float):
     """Stateless Beta(alpha, alpha) samples, as a ratio of two gamma draws."""
     first, second = _seeds(seed, 2)

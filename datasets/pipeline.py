@@ -1,6 +1,6 @@
 """tf.data input pipelines: source -> shard -> cache -> shuffle/repeat -> preprocess ->
-batch -> mixup/cutmix -> prefetch. Yields (images float32 [B, S, S, 3] in [-1, 1],
-labels float32 [B, classes], one-hot or multi-hot)."""
+batch -> mixup/cutmix -> prefetch. Yields (images float32 [B, S, S, 3] normalised as the
+run's recipe says, labels float32 [B, classes], one-hot or multi-hot)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,21 @@ import dataclasses
 
 import tensorflow as tf
 
-from efficientnetv2.errors import UserError
-
 from . import augment, preprocessing
+from .preprocessing import AUGNAMES
 from .registry import get_spec
 from .sources import Source, load_source
 
-AUGMENTATIONS = ("randaug", "autoaug", "ft", "none")
+AUGMENTATIONS = tuple(AUGNAMES)
 
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
     """What a training pipeline does beyond crop and flip; set per progressive stage."""
 
-    augname: str = "randaug"
-    ra_num_layers: int = 2
-    ram: float = 10.0
+    augname: str
+    ra_num_layers: int
+    ram: float
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
 
@@ -51,9 +50,7 @@ class DataInput:
                                               num_examples=limit)
         # `--hparam_str=data.augname=none` arrives as None (the literal none)
         self.augname = data_config.augname or "none"
-        if self.augname not in AUGMENTATIONS:
-            raise UserError(f"data.augname {data_config.augname!r} must be one of "
-                            f"{', '.join(AUGMENTATIONS)}")
+        self.recipe = preprocessing.recipe_for(data_config)
 
     @property
     def num_classes(self) -> int:
@@ -78,29 +75,17 @@ class DataInput:
     def _preprocess(self, image_size: int, aug: Augmentation, base_seed: int):
         encoded = self.source.encoded
         num_classes, multiclass = self.num_classes, self.spec.multiclass
-        min_area, crop_padding = self.config.min_crop_area, self.config.crop_padding
-        is_training = self.is_training
+        recipe, is_training = self.recipe, self.is_training
+        augment_fn = augment.augment_function(AUGNAMES[aug.augname][1], aug.ra_num_layers, aug.ram)
 
         def fn(index, example):
             image, label = example
             image = preprocessing.decode(image, encoded)
-            seed = tf.stack([tf.constant(base_seed, tf.int64), index])
-            crop_seed, flip_seed, aug_seed = tf.unstack(
-                tf.random.experimental.stateless_split(seed, 3))
-            if is_training and aug.augname != "ft":
-                image = preprocessing.random_crop(image, crop_seed, min_area)
-                image = preprocessing.random_flip(preprocessing.resize(image, image_size), flip_seed)
-                if aug.augname == "randaug":
-                    image = augment.randaugment(image, aug_seed, aug.ra_num_layers, aug.ram)
-                elif aug.augname == "autoaug":
-                    image = augment.autoaugment(image, aug_seed)
-            elif is_training:  # fine-tuning: resize, flip, cutout
-                image = preprocessing.random_flip(preprocessing.resize(image, image_size), flip_seed)
-                image = preprocessing.cutout(image, aug_seed)
-            else:
-                image = preprocessing.eval_image(image, image_size, crop_padding)
             if is_training:
-                image = preprocessing.normalize(image)
+                seed = tf.stack([tf.constant(base_seed, tf.int64), index])
+                image = recipe.train_image(image, image_size, seed, augment_fn)
+            else:
+                image = recipe.eval_image(image, image_size)
             image.set_shape([image_size, image_size, 3])
             if multiclass:
                 target = tf.cast(label, tf.float32)

@@ -1,13 +1,122 @@
-"""Per-image preprocessing as in the original: random-area crop or centre crop, resize, flip,
-values in [-1, 1]. Random choices use stateless ops keyed by a per-example seed, so a
-pipeline with a fixed seed gives the same images in every run."""
+"""Per-image preprocessing: the original's three recipes, chosen by `data.augname`.
+
+- `default` (augname randaug, autoaug or none; V2-S/M/L/XL): random-area crop, bilinear
+  resize, flip, the augmentation; eval: centre crop, resize; values (x - 128) / 128.
+- `effnetv1` (augname effnetv1_autoaug or effnetv1_randaug; V2-B0..B3 and every V1 model):
+  random-area crop (falling back to the centre crop), bicubic resize, flip, the augmentation;
+  eval: centre crop at every size, bicubic resize; ImageNet mean/std normalisation.
+- `ft` (fine-tuning): resize, flip and cutout for training; eval: resize only (no crop);
+  values (x / 255 - 0.5) / 0.5.
+
+The eval centre crop keeps size / (size + crop_padding) of the shorter side, as the original
+(which made the rule for ImageNet photos of ~400 px evaluated at 224 px and up), but never
+fewer than `size` pixels: a crop never cuts into the pixels the eval size needs. A 32 px
+image evaluated at 32 px (or a 28 px image at 64 px) is therefore seen whole, as training's
+un-augmented view sees it, while ImageNet-sized images are cropped exactly as the original
+does. Random choices use stateless ops keyed by a per-example seed, so a pipeline with a
+fixed seed gives the same images in every run.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
-MEAN = 128.0
-STDDEV = 128.0
+from efficientnetv2.errors import UserError
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STDDEV = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+# name -> (offset, scale): normalised = (x - offset) / scale, x in 0..255.
+NORMALIZATIONS = {
+    "scale_128": (128.0, 128.0),  # [-1, 1) as (x - 128) / 128: the default recipe
+    "scale_255": (127.5, 127.5),  # [-1, 1] as (x / 255 - 0.5) / 0.5: the ft recipe
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STDDEV),  # ImageNet mean/std: the effnetv1 recipe
+}
+# augname -> (recipe, augmentation inside it)
+AUGNAMES = {
+    "randaug": ("default", "randaug"), "autoaug": ("default", "autoaug"),
+    "none": ("default", "none"), "ft": ("ft", "cutout"),
+    "effnetv1_autoaug": ("effnetv1", "autoaug"), "effnetv1_randaug": ("effnetv1", "randaug"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How images of a run are cropped, resized and normalised (see the module docstring)."""
+
+    name: str  # default, effnetv1 or ft
+    normalization: str  # a key of NORMALIZATIONS
+    resize_method: str  # bilinear or bicubic
+    min_crop_area: float  # training's random-area crop: fraction of the image, at least
+    crop_padding: int  # eval centre crop keeps size / (size + crop_padding) (0: none)
+    crop_below: int | None  # eval crops only below this size (None: at every size)
+
+    def eval_image(self, image: tf.Tensor, image_size: int) -> tf.Tensor:
+        """Evaluation preprocessing of a decoded image or batch (0..255): centre crop,
+        resize, normalise. The eval pipeline and the exported signatures both use it."""
+        padding = self.crop_padding
+        if self.crop_below is not None and image_size >= self.crop_below:
+            padding = 0
+        image = center_crop(image, image_size, padding)
+        return normalize(resize(image, image_size, self.resize_method), self.normalization)
+
+    def train_image(self, image: tf.Tensor, image_size: int, seed: tf.Tensor,
+                    augment_fn=None) -> tf.Tensor:
+        """Training preprocessing of a decoded image (0..255), normalised. `augment_fn`
+        (RandAugment or AutoAugment at the stage's magnitude) runs on 0..255 values."""
+        crop_seed, flip_seed, aug_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        if self.name == "ft":
+            image = random_flip(resize(image, image_size, self.resize_method), flip_seed)
+            image = cutout(image, aug_seed)
+        else:
+            cropped = random_crop(image, crop_seed, self.min_crop_area)
+            if self.name == "effnetv1":  # the original falls back to its eval crop
+                whole = tf.reduce_all(tf.equal(tf.shape(cropped), tf.shape(image)))
+                cropped = tf.cond(whole, lambda: center_crop(image, image_size, self.crop_padding),
+                                  lambda: cropped)
+            image = random_flip(resize(cropped, image_size, self.resize_method), flip_seed)
+            if augment_fn is not None:
+                image = augment_fn(tf.clip_by_value(image, 0.0, 255.0), aug_seed)
+        return normalize(image, self.normalization)
+
+
+def recipe_name(augname: str | None) -> str:
+    """The recipe an augname belongs to (None or 'none': the default recipe)."""
+    key = augname or "none"
+    if key not in AUGNAMES:
+        raise UserError(f"data.augname {augname!r} must be one of {', '.join(AUGNAMES)}")
+    return AUGNAMES[key][0]
+
+
+_RECIPE_DEFAULTS = {  # recipe -> (normalization, resize, min crop area, crop below size)
+    "default": ("scale_128", "bilinear", 0.05, 320),
+    "effnetv1": ("imagenet", "bicubic", 0.08, None),
+    "ft": ("scale_255", "bilinear", 1.0, None),
+}
+
+
+def recipe_for(data_config) -> Recipe:
+    """The recipe of a data config; unset `data.normalization` and `data.min_crop_area` take
+    the recipe's own. Works on saved configs of older runs (keys missing)."""
+    name = recipe_name(data_config.get("augname"))
+    normalization, method, min_area, crop_below = _RECIPE_DEFAULTS[name]
+    normalization = data_config.get("normalization") or normalization
+    if normalization not in NORMALIZATIONS:
+        raise UserError(f"data.normalization {normalization!r} must be one of "
+                        f"{', '.join(NORMALIZATIONS)}")
+    min_area = data_config.get("min_crop_area") or min_area
+    padding = 0 if name == "ft" else int(data_config.get("crop_padding") or 0)
+    return Recipe(name, normalization, method, float(min_area), padding, crop_below)
+
+
+def describe_recipe(config) -> str:
+    """One line for the start of a run: the recipe, its normalisation and the optimizer."""
+    recipe = recipe_for(config.data)
+    return (f"recipe {recipe.name} (data.augname={config.data.augname or 'none'}, "
+            f"{recipe.normalization} normalisation, {recipe.resize_method} resize), "
+            f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"
+            + (f", initial weights {config.train.ft_init_ckpt}" if config.train.ft_init_ckpt else ""))
 
 
 def decode(image: tf.Tensor, encoded: bool) -> tf.Tensor:
@@ -36,46 +145,45 @@ def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float) -> tf.Tensor
 
 
 def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tensor:
-    """The centre square of ratio size / (size + crop_padding) (no crop from 320 px up), of
-    an image [H, W, C] or a batch [B, H, W, C]."""
-    padding = crop_padding if image_size < 320 else 0
+    """The centre square of ratio size / (size + crop_padding) of the shorter side, but never
+    fewer than `image_size` pixels (nor more than the image has), of an image [H, W, C] or a
+    batch [B, H, W, C]."""
     shape = tf.shape(image)
     height, width = shape[-3], shape[-2]
-    side = tf.cast(image_size / (image_size + padding) *
-                   tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
-    side = tf.maximum(side, 1)
+    shorter = tf.minimum(height, width)
+    side = tf.cast(image_size / (image_size + crop_padding) * tf.cast(shorter, tf.float32), tf.int32)
+    side = tf.maximum(side, tf.minimum(shorter, image_size))
     return tf.image.crop_to_bounding_box(image, (height - side + 1) // 2,
                                          (width - side + 1) // 2, side, side)
 
 
-def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Bilinear resize (of an image or a batch) to a square, values kept in 0..255, float32."""
-    return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=False)
+def resize(image: tf.Tensor, image_size: int, method: str = "bilinear") -> tf.Tensor:
+    """Resize (of an image or a batch) to a square, values in 0..255 (bicubic may overshoot
+    a little, as in the original), float32."""
+    return tf.image.resize(image, [image_size, image_size], method=method, antialias=False)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def cutout(image: tf.Tensor, seed: tf.Tensor, size_fraction: float = 0.25) -> tf.Tensor:
-    """Zeroes a random square of side `size_fraction` of the image (fine-tuning recipe)."""
+def cutout(image: tf.Tensor, seed: tf.Tensor, size_fraction: float = 0.5) -> tf.Tensor:
+    """The fine-tuning recipe's cutout: a square of side `size_fraction` of the image at a
+    random centre (clipped at the borders), filled with random values 0..255."""
     shape = tf.shape(image)
+    centre_seed, fill_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     side = tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) * size_fraction, tf.int32)
-    centre = tf.random.stateless_uniform([2], seed, 0, 1) * tf.cast(shape[:2], tf.float32)
+    centre = tf.random.stateless_uniform([2], centre_seed, 0, 1) * tf.cast(shape[:2], tf.float32)
     top_left = tf.maximum(tf.cast(centre, tf.int32) - side // 2, 0)
     rows = tf.range(shape[0])[:, None]
     cols = tf.range(shape[1])[None, :]
     inside = ((rows >= top_left[0]) & (rows < top_left[0] + side) &
               (cols >= top_left[1]) & (cols < top_left[1] + side))
-    return tf.where(inside[..., None], tf.zeros_like(image), image)
+    fill = tf.random.stateless_uniform(tf.shape(image), fill_seed, 0.0, 255.0)
+    return tf.where(inside[..., None], fill, tf.cast(image, tf.float32))
 
 
-def normalize(image: tf.Tensor) -> tf.Tensor:
-    """0..255 -> [-1, 1]: (x - 128) / 128."""
-    return (tf.cast(image, tf.float32) - MEAN) / STDDEV
-
-
-def eval_image(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tensor:
-    """Evaluation preprocessing of a decoded image or batch (0..255): centre crop, resize,
-    normalise. The eval pipeline and the exported serving signatures both use it."""
-    return normalize(resize(center_crop(image, image_size, crop_padding), image_size))
+def normalize(image: tf.Tensor, normalization: str = "scale_128") -> tf.Tensor:
+    """0..255 -> what the model takes: (x - offset) / scale of `NORMALIZATIONS[normalization]`."""
+    offset, scale = NORMALIZATIONS[normalization]
+    return (tf.cast(image, tf.float32) - offset) / scale

@@ -4,12 +4,16 @@
     model = efficientnetv2.get_model("efficientnetv2-s", num_classes=10)
     model = efficientnetv2.get_model(["r1_k3_s1_e1_i16_o16_c1", "r2_k3_s2_e4_i16_o32_se0.25"])
 
-Models take images normalised to [-1, 1] ((x - 128) / 128), any size, channels last.
-`get_model(name, weights="imagenet")` loads pretrained weights (see `pretrained.py`).
+Models take normalised images, any size, channels last: `preprocess_input(pixels, name)`
+turns 0..255 pixels into what that model's recipe expects ((x - 128) / 128 for V2-S/M/L/XL
+and custom models, ImageNet mean/std for V2-B0..B3 and V1). `get_model(name,
+weights="imagenet")` loads pretrained weights (see `pretrained.py`). Submodules (`weights`,
+`pretrained`, `hparams`, `datasets`, `training`, `serving`, ...) load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 import keras
@@ -23,6 +27,7 @@ from efficientnetv2.block_strings import (
     encode_block_strings,
 )
 from efficientnetv2.builder import (
+    CUSTOM,
     OVERRIDES,
     ModelOptions,
     build_model,
@@ -36,11 +41,40 @@ from efficientnetv2.errors import UserError
 from efficientnetv2.families import ARCHITECTURES, model_names
 
 __all__ = [
-    "ARCHITECTURES", "OVERRIDES", "BlockArgs", "ModelOptions", "UserError",
+    "ARCHITECTURES", "CUSTOM", "OVERRIDES", "BlockArgs", "ModelOptions", "UserError",
     "decode_block_string", "decode_block_strings", "encode_block_string",
     "encode_block_strings", "feature_endpoints", "feature_extractor", "get_model",
-    "model_names", "round_filters", "round_repeats",
+    "model_names", "preprocess_input", "round_filters", "round_repeats",
 ]
+_SUBMODULES = ("automl_import", "block_strings", "builder", "datasets", "errors", "families",
+               "flops", "hparams", "layers", "pretrained", "reference", "serving", "summary",
+               "training", "weights")
+
+
+def __getattr__(name: str):
+    """`efficientnetv2.weights` etc. without importing every submodule (and TensorFlow's
+    data and training code) at `import efficientnetv2`."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"efficientnetv2.{name}")
+    raise AttributeError(f"module 'efficientnetv2' has no attribute {name!r}")
+
+
+def preprocess_input(images, model_name_or_config="efficientnetv2-s"):
+    """keras.applications' convention: pixels 0..255 (array or tensor, channels last) in,
+    the values the model's preprocessing recipe (and its ImageNet weights) expect out, as a
+    float32 tensor. `model_name_or_config`: a model name, a list of block strings (custom
+    models use the default recipe) or a run's config (its `data.normalization`)."""
+    from efficientnetv2 import hparams
+    from efficientnetv2.datasets.preprocessing import normalize, recipe_for
+
+    config = model_name_or_config
+    if isinstance(config, str) or not hasattr(config, "data"):
+        name = config if isinstance(config, str) and config != CUSTOM else None
+        config = hparams.base_config()
+        if name is not None:
+            hparams.apply_overrides(config, hparams.flatten(hparams.model_config(name)),
+                                    f"model config {name}")
+    return normalize(images, recipe_for(config.data).normalization)
 
 
 def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_top: bool = True,

@@ -14,7 +14,7 @@ import yaml
 from efficientnetv2 import OVERRIDES, UserError, resolve_options
 
 from .base import base_config
-from .dataset_configs import DATASET_CONFIGS, dataset_config
+from .dataset_configs import DATASET_CONFIGS, dataset_config, resolve_dataset_cfg
 from .model_configs import CUSTOM, model_config
 from .overrides import (
     apply_overrides,
@@ -25,30 +25,85 @@ from .overrides import (
 )
 
 __all__ = [
-    "CUSTOM", "DATASET_CONFIGS", "base_config", "build_config", "dataset_config",
-    "flatten", "load_yaml", "model_arguments", "model_config", "parse_hparam_str",
+    "CUSTOM", "DATASET_CONFIGS", "apply_overrides", "base_config", "build_config", "dataset_config",
+    "flatten", "load_yaml", "loss_type", "model_arguments", "model_config", "parse_hparam_str",
     "parse_value", "save_config",
 ]
 CONFIG_FILENAME = "config.yaml"
+LOSS_TYPES = ("softmax", "sigmoid")
 
 
 def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "imagenet",
                  config_file: str | None = None, hparam_str: str = "",
                  extra: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
-    """base < model < dataset < YAML file < `extra` (flags) < hparam_str, then validated."""
+    """base < model < dataset < YAML file < `extra` (flags) < hparam_str, then resolved
+    (image sizes, preprocessing recipe) and validated.
+
+    `imagefolder` with `train.ft_init_ckpt` set builds the `imagefolderft` config instead.
+    """
+    file_overrides = load_yaml(config_file) if config_file else {}
+    flag_overrides = {k: v for k, v in (extra or {}).items() if v is not None}
+    string_overrides = parse_hparam_str(hparam_str)
+    init = {**file_overrides, **flag_overrides, **string_overrides}.get("train.ft_init_ckpt")
+    dataset_cfg = resolve_dataset_cfg(dataset_cfg, init)
     config = base_config()
     apply_overrides(config, flatten(model_config(model_name)), f"model config {model_name}")
     apply_overrides(config, flatten(dataset_config(dataset_cfg)), f"dataset config {dataset_cfg}")
-    if config_file:
-        apply_overrides(config, load_yaml(config_file), f"config file {config_file}")
-    apply_overrides(config, {k: v for k, v in (extra or {}).items() if v is not None}, "flags")
-    apply_overrides(config, parse_hparam_str(hparam_str), "--hparam_str")
+    apply_overrides(config, file_overrides, f"config file {config_file}")
+    apply_overrides(config, flag_overrides, "flags")
+    apply_overrides(config, string_overrides, "--hparam_str")
+    resolve_image_sizes(config)
+    resolve_preprocessing(config)
     if config.model.model_name == CUSTOM and not config.model.blocks:
         raise UserError("model 'custom' needs block strings: "
                         "--hparam_str=model.blocks=r1_k3_s1_e1_i16_o16_c1|r2_k3_s2_e4_i16_o32")
     model_name_or_blocks, overrides = model_arguments(config)
     resolve_options(model_name_or_blocks, overrides)
     return config
+
+
+def resolve_image_sizes(config: ml_collections.ConfigDict) -> None:
+    """Checks the sizes and turns a fractional `train.isize` (a float <= 16) into pixels:
+    int(eval.isize * isize) // 16 * 16, as the original."""
+    eval_size, isize = config.eval.isize, config.train.isize
+    if not isinstance(eval_size, int) or eval_size <= 0:
+        raise UserError(f"eval.isize={eval_size!r} must be a positive number of pixels")
+    if isize is None:
+        isize = eval_size
+    if isinstance(isize, bool) or not isinstance(isize, (int, float)) or isize <= 0:
+        raise UserError(f"train.isize={isize!r} must be a positive number of pixels, or a "
+                        "fraction of eval.isize such as 0.8 or 1.0")
+    if isinstance(isize, float) and isize <= 16:
+        pixels = int(eval_size * isize) // 16 * 16
+        if pixels <= 0:
+            raise UserError(f"train.isize={isize} of eval.isize={eval_size} is under 16 pixels; "
+                            "give train.isize in pixels")
+        isize = pixels
+    config.train.isize = int(isize)
+
+
+def resolve_preprocessing(config: ml_collections.ConfigDict) -> None:
+    """Records the recipe `data.augname` selects and the normalisation and crop area it uses
+    (the recipe's own where unset) in the config, so every run's config.yaml says them."""
+    from efficientnetv2.datasets.preprocessing import recipe_for
+
+    recipe = recipe_for(config.data)
+    config.data.recipe = recipe.name
+    config.data.normalization = recipe.normalization
+    config.data.min_crop_area = recipe.min_crop_area
+
+
+def loss_type(config: ml_collections.ConfigDict) -> str:
+    """'softmax' or 'sigmoid': `train.loss_type`, or when unset sigmoid for multi-label
+    datasets (the registry says which) and softmax otherwise. Training, evaluation and
+    export all ask here."""
+    from efficientnetv2.datasets.registry import get_spec
+
+    kind = config.train.loss_type or ("sigmoid" if get_spec(config.data.ds_name).multiclass
+                                      else "softmax")
+    if kind not in LOSS_TYPES:
+        raise UserError(f"train.loss_type {kind!r} must be one of {', '.join(LOSS_TYPES)}")
+    return kind
 
 
 def model_arguments(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, Any]]:

@@ -6,8 +6,12 @@ it; `--config_file` and `--hparam_str` override last. README.md documents every 
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 from ml_collections import config_dict
+
+from efficientnetv2 import ModelOptions
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -16,18 +20,10 @@ def base_config() -> ml_collections.ConfigDict:
         "model": {
             "model_name": "efficientnetv2-s",
             "blocks": config_dict.placeholder(list),  # None: the model name's blocks.
-            "width_coefficient": 1.0,
-            "depth_coefficient": 1.0,
-            "dropout_rate": 0.2,
-            "survival_prob": 0.8,
-            "activation": "silu",
-            "bn_momentum": 0.9,
-            "bn_epsilon": 1e-3,
-            "synchronized_bn": False,
-            "data_format": "channels_last",
-            "feature_size": 1280,
-            "depth_divisor": 8,
-            "min_depth": 8,
+            # width_coefficient, depth_coefficient, dropout_rate, survival_prob, activation,
+            # bn_momentum, bn_epsilon, synchronized_bn, data_format, feature_size,
+            # depth_divisor, min_depth: ModelOptions' defaults (efficientnetv2/builder.py).
+            **{f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name != "blocks"},
             "num_classes": config_dict.placeholder(int),  # None: the dataset's.
         },
         "train": {
@@ -35,7 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
             "batch_size": 4096,
             "stages": 0,
             "sched": False,
-            "isize": config_dict.placeholder(int),
+            # pixels (an int), or a fraction of eval.isize (a float <= 16, e.g. 0.8 or 1.0):
+            # int(eval.isize * isize) // 16 * 16, as the original.
+            "isize": config_dict.placeholder(object),
             "optimizer": "rmsprop",
             "lr_sched": "exponential",
             "lr_base": 0.016,
@@ -66,18 +64,23 @@ def base_config() -> ml_collections.ConfigDict:
         "data": {
             "ds_name": "imagenet",
             "data_dir": config_dict.placeholder(str),
+            # randaug, autoaug, none (the default recipe), effnetv1_autoaug, effnetv1_randaug
+            # (the legacy EfficientNet-V1 recipe) or ft (fine-tuning); see preprocessing.py.
             "augname": "randaug",
+            "recipe": config_dict.placeholder(str),  # written by build_config from augname.
+            "normalization": config_dict.placeholder(str),  # None: the recipe's own.
             "ra_num_layers": 2,
             "ram": 15,
             "mixup_alpha": 0.0,
             "cutmix_alpha": 0.0,
             "ibase": 128,
-            "min_crop_area": 0.05,  # random-area crop: fraction of the image, at least.
-            "crop_padding": 32,  # eval centre crop keeps size / (size + crop_padding).
+            # random-area crop: fraction of the image, at least (None: the recipe's, 0.05 or 0.08).
+            "min_crop_area": config_dict.placeholder(float),
+            # eval centre crop keeps size / (size + crop_padding), never fewer than size pixels.
+            "crop_padding": 32,
             "cache": True,
             "shuffle_buffer": 16384,
             "val_fraction": 0.1,  # imagefolder without val/: seeded share of each class.
-            "multiclass": False,
             "max_train_examples": 0,  # keep only the first N training examples (0: all).
             "max_eval_examples": 0,  # keep only the first N eval examples (0: all).
         },

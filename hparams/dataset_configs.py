@@ -13,7 +13,7 @@ from efficientnetv2.errors import UserError
 _FINETUNE = {
     # Fine-tuning uses less regularization because it trains for few steps.
     "model": {"dropout_rate": 0.000001, "survival_prob": 0.8},
-    "train": {"batch_size": 512, "stages": 0, "sched": False, "epochs": 15,
+    "train": {"batch_size": 512, "stages": 0, "sched": False, "epochs": 15, "isize": 1.0,
               "optimizer": "rmsprop", "lr_sched": "constant", "lr_base": 0.0005,
               "lr_warmup_epoch": 1.0, "ema_decay": 0.9996, "weight_decay": 1e-5,
               "label_smoothing": 0.1, "min_steps": 10000},
@@ -30,14 +30,14 @@ def _finetune(ds_name: str) -> dict:
 
 DATASET_CONFIGS: dict[str, dict] = {
     "imagenet": {
-        "data": {"ds_name": "imagenet", "multiclass": False},
+        "data": {"ds_name": "imagenet"},
         "train": {"epochs": 350, "lr_base": 0.016, "lr_warmup_epoch": 5.0,
                   "lr_sched": "exponential", "label_smoothing": 0.1},
         "eval": {"batch_size": 8},
     },
     "imagenet21k": {
         "model": {"dropout_rate": 0.000001, "survival_prob": 1.0},
-        "data": {"ds_name": "imagenet21k", "multiclass": True, "augname": "none",
+        "data": {"ds_name": "imagenet21k", "augname": "none",
                  "mixup_alpha": 0.0, "cutmix_alpha": 0.0},
         "train": {"epochs": 60, "lr_base": 0.008, "lr_warmup_epoch": 1.0,
                   "lr_sched": "cosine", "label_smoothing": 0.0, "isize": 224,
@@ -51,11 +51,11 @@ DATASET_CONFIGS: dict[str, dict] = {
     "tfflowersft": _finetune("tfflowers"),
     "carsft": _finetune("cars"),
     # Training from scratch on 28x28 grayscale (upsampled): 4 progressive stages from 32 to
-    # 64 px, RandAugment 5 -> 10, dropout 0.1 -> 0.2, a short EMA horizon for ~7k steps.
+    # 64 px, augmentation magnitude 5 -> 10, dropout 0.1 -> 0.2, a short EMA horizon for ~7k
+    # steps. The recipe (augname, normalisation) is the model's, as on ImageNet.
     "fashion_mnist": {
-        "data": {"ds_name": "fashion_mnist", "augname": "randaug", "ram": 10,
-                 "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "ibase": 32,
-                 "min_crop_area": 0.8, "crop_padding": 0},
+        "data": {"ds_name": "fashion_mnist", "ram": 10, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
+                 "ibase": 32, "min_crop_area": 0.8},
         "model": {"dropout_rate": 0.2, "survival_prob": 0.8},
         "train": {"epochs": 30, "batch_size": 256, "isize": 64, "stages": 4, "sched": True,
                   "optimizer": "rmsprop", "lr_sched": "cosine", "lr_base": 0.016,
@@ -64,25 +64,40 @@ DATASET_CONFIGS: dict[str, dict] = {
         "eval": {"batch_size": 256, "isize": 64},
     },
     "mnist": {
-        "data": {"ds_name": "mnist", "augname": "none", "ibase": 32, "min_crop_area": 0.5,
-                 "crop_padding": 0},
+        "data": {"ds_name": "mnist", "augname": "none", "ibase": 32, "min_crop_area": 0.5},
         "train": {"epochs": 10, "batch_size": 256, "isize": 32, "stages": 0, "sched": False,
                   "lr_sched": "cosine", "lr_warmup_epoch": 1.0, "ema_decay": 0.999},
         "eval": {"batch_size": 256, "isize": 32},
     },
     # Random images made in memory: benchmarks and smoke runs without any files.
     "synthetic": {
-        "data": {"ds_name": "synthetic", "augname": "none", "ibase": 32, "crop_padding": 0},
+        "data": {"ds_name": "synthetic", "augname": "none", "ibase": 32},
         "train": {"epochs": 1, "batch_size": 64, "isize": 64, "stages": 0, "sched": False},
         "eval": {"batch_size": 64, "isize": 64},
     },
-    # A user's own folders (--data_dir): the fine-tuning recipe at 224 px.
+    # A user's own folders (--data_dir), from scratch: the model's recipe with a milder crop,
+    # a cosine schedule and a short EMA horizon for a few thousand steps. With
+    # train.ft_init_ckpt set, `imagefolder` becomes `imagefolderft` (see resolve_dataset_cfg).
     "imagefolder": {
+        "data": {"ds_name": "imagefolder", "min_crop_area": 0.25, "mixup_alpha": 0.0,
+                 "cutmix_alpha": 0.0},
+        "train": {"epochs": 30, "batch_size": 64, "isize": 224, "optimizer": "rmsprop",
+                  "lr_sched": "cosine", "lr_base": 0.016, "lr_warmup_epoch": 2.0,
+                  "ema_decay": 0.999, "label_smoothing": 0.1},
+        "eval": {"batch_size": 64, "isize": 224},
+    },
+    # The same folders fine-tuned from initial weights: the original's fine-tuning recipe.
+    "imagefolderft": {
         **_finetune("imagefolder"),
         "train": {**_FINETUNE["train"], "epochs": 30, "min_steps": 0, "isize": 224},
         "eval": {"batch_size": 64, "isize": 224},
     },
 }
+
+
+def resolve_dataset_cfg(name: str, ft_init_ckpt: str | None) -> str:
+    """`imagefolder` with initial weights means the fine-tuning recipe, `imagefolderft`."""
+    return "imagefolderft" if name.lower() == "imagefolder" and ft_init_ckpt else name
 
 
 def dataset_config(name: str) -> dict:

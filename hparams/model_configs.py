@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from efficientnetv2 import ARCHITECTURES
+from efficientnetv2 import ARCHITECTURES, CUSTOM
 from efficientnetv2.errors import UserError
 
+V1_AUGNAME = "effnetv1_autoaug"  # the original's legacy EfficientNet-V1 preprocessing
+V1_TRAIN_FRACTION = 0.8  # V1 models train at 0.8 of the eval size (then // 16 * 16)
 # V2 training recipes: (train size, RandAugment magnitude, mixup/cutmix alpha, augmentation).
 V2_RECIPES = {
     "efficientnetv2-s": (300, 10, 0.0, "randaug"),
     "efficientnetv2-m": (384, 15, 0.2, "randaug"),
     "efficientnetv2-l": (384, 20, 0.5, "randaug"),
     "efficientnetv2-xl": (384, 20, 0.5, "randaug"),
-    # b0-b3 use the V1 scaling and augmentation for a fair comparison with EfficientNet.
-    "efficientnetv2-b0": (192, 0, 0.0, "autoaug"),
-    "efficientnetv2-b1": (192, 0, 0.0, "autoaug"),
-    "efficientnetv2-b2": (208, 0, 0.0, "autoaug"),
-    "efficientnetv2-b3": (240, 0, 0.0, "autoaug"),
+    # b0-b3 use the V1 scaling and preprocessing for a fair comparison with EfficientNet.
+    "efficientnetv2-b0": (192, 0, 0.0, V1_AUGNAME),
+    "efficientnetv2-b1": (192, 0, 0.0, V1_AUGNAME),
+    "efficientnetv2-b2": (208, 0, 0.0, V1_AUGNAME),
+    "efficientnetv2-b3": (240, 0, 0.0, V1_AUGNAME),
 }
-CUSTOM = "custom"
 
 
 def model_config(model_name: str) -> dict:
@@ -43,6 +44,6 @@ def model_config(model_name: str) -> dict:
         config["data"] = {"augname": augname, "ram": magnitude,
                           "mixup_alpha": mix, "cutmix_alpha": mix}
     else:
-        config["train"] = {"isize": arch.image_size}
-        config["data"] = {"augname": "autoaug"}
+        config["train"] = {"isize": V1_TRAIN_FRACTION}
+        config["data"] = {"augname": V1_AUGNAME}
     return config

@@ -35,7 +35,8 @@ class InferenceModule(tf.Module):
     """The model with eval preprocessing and named outputs, as tf.functions to save or call."""
 
     def __init__(self, model: keras.Model, class_names: list[str], config_yaml: str,
-                 image_size: int, crop_padding: int, top_k: int = 5, multilabel: bool = False):
+                 image_size: int, recipe: preprocessing.Recipe, top_k: int = 5,
+                 multilabel: bool = False):
         super().__init__(name="efficientnetv2_inference")
         if len(class_names) != model.output_shape[-1]:
             raise UserError(f"{len(class_names)} class names for a model with "
@@ -43,7 +44,7 @@ class InferenceModule(tf.Module):
         self.model = model
         self.class_names = list(class_names)
         self.image_size = image_size
-        self.crop_padding = crop_padding
+        self.recipe = recipe
         self.top_k = min(top_k, len(class_names))
         self.multilabel = multilabel
         self._staging = tempfile.mkdtemp(prefix="efficientnetv2_assets_")
@@ -61,12 +62,12 @@ class InferenceModule(tf.Module):
         self.serve_images = tf.function(self._serve_images, input_signature=[
             tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
         # TFLite's XNNPACK delegate gives NaNs for inputs of unknown height and width
-        # (TF 2.21): the TFLite model takes one image at the eval size.
+        # (TF 2.21): the TFLite model takes one image at the eval size (pixels 0..255).
         self.tflite_function = tf.function(self._probabilities, input_signature=[
             tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="images")])
 
     def _preprocess(self, images):
-        return preprocessing.eval_image(images, self.image_size, self.crop_padding)
+        return self.recipe.eval_image(images, self.image_size)
 
     def _logits(self, preprocessed):
         return tf.cast(self.model(preprocessed, training=False), tf.float32)
@@ -92,7 +93,9 @@ class InferenceModule(tf.Module):
         return self._outputs(self._logits(self._preprocess(images)))
 
     def _probabilities(self, images):
-        logits = self._logits(self._preprocess(images))
+        # An image already at the eval size: the eval crop keeps it whole and the resize is
+        # the identity, so only the run's normalisation remains (TFLite has no bicubic op).
+        logits = self._logits(preprocessing.normalize(images, self.recipe.normalization))
         return {"logits": logits, "probabilities": self._activate(logits)}
 
     def cleanup(self) -> None:
@@ -162,14 +165,13 @@ def module_for_run(restored, top_k: int = 5) -> InferenceModule:
     """The InferenceModule of a restored run (`training.restore.restore_model`)."""
     import yaml
 
-    from efficientnetv2.datasets.registry import get_spec
+    from efficientnetv2 import hparams
 
     config = restored.config
-    multiclass = get_spec(config.data.ds_name).multiclass
-    loss = config.train.loss_type or ("sigmoid" if multiclass else "softmax")
     return InferenceModule(restored.model, restored.class_names,
                            yaml.safe_dump(config.to_dict(), sort_keys=False), config.eval.isize,
-                           config.data.crop_padding, top_k, multilabel=loss == "sigmoid")
+                           preprocessing.recipe_for(config.data), top_k,
+                           multilabel=hparams.loss_type(config) == "sigmoid")
 
 
 def export_run(restored, export_dir: str, version: int | None = None, overwrite: bool = False,

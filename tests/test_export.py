@@ -13,6 +13,7 @@ from conftest import TINY_BLOCKS, idx_folder
 from PIL import Image
 from test_main import run_main
 
+import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.errors import UserError
@@ -27,7 +28,9 @@ from efficientnetv2.training.trainer import Trainer
 
 RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,train.epochs=2,"
        "train.batch_size=8,train.stages=0,train.isize=24,eval.isize=24,eval.batch_size=8,"
-       "train.lr_warmup_epoch=0,train.ema_decay=0.9,data.max_eval_examples=12")
+       "train.lr_warmup_epoch=0,train.ema_decay=0.9,data.max_eval_examples=12,"
+       # the legacy V1 recipe (mean/std, bicubic): serving must apply the run's own
+       "data.augname=effnetv1_autoaug")
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +62,14 @@ def test_fresh_process_load_equals_in_process_model(run, tmp_path):
     images = _pixels((3, 30, 41, 3))
     module = module_for_run(restored)
     expected = {k: v.numpy() for k, v in module.serve_images(tf.constant(images)).items()}
-    # inference mode: equal to the model's training=False output on the eval preprocessing
-    from efficientnetv2.datasets.preprocessing import eval_image
+    # inference mode: equal to the model's training=False output on the run's eval
+    # preprocessing, which is `preprocess_input` of the cropped, resized pixels
+    from efficientnetv2.datasets.preprocessing import center_crop, recipe_for, resize
 
-    padding = restored.config.data.crop_padding
-    logits = restored.model(eval_image(images, 24, padding), training=False)
+    recipe = recipe_for(restored.config.data)
+    assert (recipe.normalization, recipe.resize_method) == ("imagenet", "bicubic")
+    pixels = resize(center_crop(images, 24, 32), 24, "bicubic")
+    logits = restored.model(efficientnetv2.preprocess_input(pixels, restored.config), training=False)
     np.testing.assert_allclose(expected["logits"], logits, atol=1e-6)
     np.save(tmp_path / "images.npy", images)
     script = (

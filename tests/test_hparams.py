@@ -56,7 +56,65 @@ def test_model_and_dataset_configs():
     assert (b3.model.width_coefficient, b3.model.depth_coefficient) == (1.2, 1.4)
     assert (b3.train.lr_sched, b3.train.batch_size, b3.data.ds_name) == ("constant", 512, "cifar10")
     k21 = hparams.build_config("efficientnetv2-m", "imagenet21k")
-    assert (k21.train.stages, k21.train.lr_sched, k21.data.multiclass) == (0, "cosine", True)
+    assert (k21.train.stages, k21.train.lr_sched, hparams.loss_type(k21)) == (0, "cosine", "sigmoid")
+
+
+# The original's (train size, eval size, augname) per model on ImageNet, and the recipe and
+# normalisation that augname means (../shared/DESIGN.md, Preprocessing).
+ORIGINAL_RECIPES = {
+    "efficientnetv2-s": (300, 384, "randaug", "default", "scale_128"),
+    "efficientnetv2-m": (384, 480, "randaug", "default", "scale_128"),
+    "efficientnetv2-l": (384, 480, "randaug", "default", "scale_128"),
+    "efficientnetv2-xl": (384, 512, "randaug", "default", "scale_128"),
+    "efficientnetv2-b0": (192, 224, "effnetv1_autoaug", "effnetv1", "imagenet"),
+    "efficientnetv2-b1": (192, 240, "effnetv1_autoaug", "effnetv1", "imagenet"),
+    "efficientnetv2-b2": (208, 260, "effnetv1_autoaug", "effnetv1", "imagenet"),
+    "efficientnetv2-b3": (240, 300, "effnetv1_autoaug", "effnetv1", "imagenet"),
+    # V1: 0.8 of the eval size, // 16 * 16
+    "efficientnet-b0": (176, 224, "effnetv1_autoaug", "effnetv1", "imagenet"),
+    "efficientnet-b3": (240, 300, "effnetv1_autoaug", "effnetv1", "imagenet"),
+    "efficientnet-b7": (480, 600, "effnetv1_autoaug", "effnetv1", "imagenet"),
+}
+
+
+@pytest.mark.parametrize("name", ORIGINAL_RECIPES)
+def test_each_model_gets_the_originals_sizes_and_recipe(name):
+    config = hparams.build_config(name, "imagenet")
+    assert (config.train.isize, config.eval.isize, config.data.augname, config.data.recipe,
+            config.data.normalization) == ORIGINAL_RECIPES[name]
+    # the fine-tuning configs train at the eval size ("isize=1.0") with the ft recipe
+    ft = hparams.build_config(name, "cifar10ft")
+    assert ft.train.isize == config.eval.isize // 16 * 16
+    assert (ft.data.recipe, ft.data.normalization) == ("ft", "scale_255")
+
+
+def test_fractional_and_bad_image_sizes():
+    config = hparams.build_config("efficientnetv2-b0", "imagenet", hparam_str="train.isize=0.5")
+    assert config.train.isize == 112  # int(224 * 0.5) // 16 * 16
+    for bad in ("train.isize=0", "train.isize=-3", "eval.isize=0", "train.isize=0.01",
+                "train.isize=big"):
+        with pytest.raises(efficientnetv2.UserError, match="isize") as error:
+            hparams.build_config("efficientnetv2-b0", "imagenet", hparam_str=bad)
+        assert "\n" not in str(error.value)
+
+
+def test_image_folders_from_scratch_or_fine_tuned():
+    scratch = hparams.build_config("efficientnetv2-s", "imagefolder")
+    assert (scratch.data.recipe, scratch.train.lr_sched) == ("default", "cosine")
+    tuned = hparams.build_config("efficientnetv2-s", "imagefolder",
+                                 hparam_str="train.ft_init_ckpt=/some/run")
+    assert (tuned.data.recipe, tuned.train.lr_sched, tuned.data.ds_name) == ("ft", "constant",
+                                                                              "imagefolder")
+
+
+def test_normalisation_can_be_set_and_is_recorded():
+    config = hparams.build_config("efficientnetv2-s", "cifar10ft",
+                                  hparam_str="data.normalization=imagenet")
+    assert (config.data.recipe, config.data.normalization) == ("ft", "imagenet")
+    with pytest.raises(efficientnetv2.UserError, match="data.normalization"):
+        hparams.build_config(hparam_str="data.normalization=zscore")
+    with pytest.raises(efficientnetv2.UserError, match="data.augname"):
+        hparams.build_config(hparam_str="data.augname=effnetv2_autoaug")
 
 
 def test_every_model_and_dataset_config_is_valid():

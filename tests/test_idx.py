@@ -13,7 +13,7 @@ DEBIAN = "/usr/share/datasets/fashion-mnist"
 
 
 def test_generated_idx_files_through_the_real_parser(idx_dir):
-    config = data_config(hparam_str="data.crop_padding=0")
+    config = data_config(hparam_str="data.augname=randaug")  # (x - 128) / 128
     data = DataInput(config.data, "eval", False, data_dir=str(idx_dir))
     assert data.num_examples == 20 and data.class_names == list(FASHION_MNIST_CLASSES)
     images, labels = next(iter(data.dataset(20, 28)))  # 28 -> 28: no resampling

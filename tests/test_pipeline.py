@@ -4,7 +4,7 @@ import tensorflow as tf
 from conftest import data_config
 
 from efficientnetv2.datasets import Augmentation, DataInput
-from efficientnetv2.datasets.preprocessing import center_crop
+from efficientnetv2.datasets.preprocessing import center_crop, normalize, recipe_for
 from efficientnetv2.training.progressive import all_stages
 
 
@@ -20,7 +20,10 @@ def test_shapes_dtypes_and_ranges_at_every_stage(train_data):
         images, labels = next(iter(train_data.dataset(8, stage.image_size, aug)))
         assert images.shape == (8, stage.image_size, stage.image_size, 3)
         assert images.dtype == tf.float32 and labels.dtype == tf.float32
-        assert images.numpy().min() >= -1.0 and images.numpy().max() <= 1.0
+        low, high = (normalize(tf.constant(v, tf.float32), config.data.normalization).numpy()
+                     for v in (0.0, 255.0))
+        assert (images.numpy().min((0, 1, 2)) >= low - 1e-5).all()
+        assert (images.numpy().max((0, 1, 2)) <= high + 1e-5).all()
     assert [s.image_size for s in all_stages(config)] == [40, 48, 56, 64]
 
 
@@ -62,9 +65,18 @@ def test_every_augmentation_runs(train_data):
 
 
 def test_eval_center_crop_rule():
-    image = tf.zeros([100, 200, 3], tf.uint8)
-    assert center_crop(image, 224, 32).shape[:2] == (87, 87)  # 224 / 256 * 100
-    assert center_crop(image, 384, 32).shape[:2] == (100, 100)  # no crop from 320 up
+    photo = tf.zeros([400, 600, 3], tf.uint8)  # ImageNet-sized: the original's crop
+    assert center_crop(photo, 224, 32).shape[:2] == (350, 350)  # 224 / 256 * 400
+    assert center_crop(photo, 380, 32).shape[:2] == (380, 380)  # 365 would cut into 380
+    small = tf.zeros([32, 40, 3], tf.uint8)  # small images are seen whole
+    assert center_crop(small, 32, 32).shape[:2] == (32, 32)
+    assert center_crop(small, 224, 32).shape[:2] == (32, 32)
+    default, v1 = (recipe_for(data_config(hparam_str=f"data.augname={a}").data)
+                   for a in ("randaug", "effnetv1_autoaug"))
+    assert default.eval_image(photo, 384).shape == v1.eval_image(photo, 384).shape
+    # the default recipe stops cropping from 320 px up, V1 crops at every size
+    np.testing.assert_allclose(default.eval_image(tf.ones([400, 400, 3]) * 7, 384).numpy(),
+                               normalize(tf.ones([384, 384, 3]) * 7, "scale_128").numpy())
 
 
 def test_skip_continues_exactly_where_a_pipeline_stopped(train_data):

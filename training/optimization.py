@@ -10,7 +10,6 @@ import tensorflow as tf
 from efficientnetv2.errors import UserError
 
 OPTIMIZERS = ("rmsprop", "sgd", "momentum", "adam", "adamw")
-LOSSES = ("softmax", "sigmoid")
 
 
 def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
@@ -58,14 +57,11 @@ def base_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Op
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def loss_function(train_config, multiclass: bool):
+def loss_function(kind: str, label_smoothing: float):
     """Per-example loss on logits: softmax (categorical) or sigmoid (binary) cross-entropy
-    with label smoothing; `train.loss_type` unset means sigmoid for multi-label data."""
-    kind = train_config.loss_type or ("sigmoid" if multiclass else "softmax")
-    if kind not in LOSSES:
-        raise UserError(f"train.loss_type {kind!r} must be one of {', '.join(LOSSES)}")
+    with label smoothing; `kind` comes from `hparams.loss_type`."""
     cls = keras.losses.CategoricalCrossentropy if kind == "softmax" else keras.losses.BinaryCrossentropy
-    return cls(from_logits=True, label_smoothing=train_config.label_smoothing, reduction=None)
+    return cls(from_logits=True, label_smoothing=label_smoothing, reduction=None)
 
 
 def _compile(pattern: str, key: str) -> re.Pattern:

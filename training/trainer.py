@@ -25,6 +25,7 @@ import tensorflow as tf
 import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
+from efficientnetv2.datasets.preprocessing import describe_recipe
 from efficientnetv2.errors import UserError
 
 from . import checkpoints, optimization, reporting
@@ -41,6 +42,7 @@ class EvalResult:
     top1: float
     top5: float
     count: int
+    image_size: int
 
 
 def mixed_precision_policy(config, strategy: tf.distribute.Strategy) -> str:
@@ -88,8 +90,8 @@ class Trainer:
         with config.unlocked():
             config.model.num_classes = self.num_classes
         self.class_names = data.class_names
-        self._eval_fn = None
-        self.multiclass = data.spec.multiclass
+        self._eval_fns = {}  # image size -> compiled evaluation
+        self.loss_type = hparams.loss_type(config)
         self.stages = all_stages(config)
         self.plan = self._plan() if need_train_data else None
 
@@ -109,7 +111,8 @@ class Trainer:
                 config.train, self.learning_rate, mixed_float16=self.policy == "mixed_float16",
                 ema_decay=self.ema_decay, weight_decay=self.weight_decay)
             self.optimizer.build(self.variables)
-            self.loss_fn = optimization.loss_function(config.train, self.multiclass)
+            self.loss_fn = optimization.loss_function(self.loss_type, config.train.label_smoothing)
+            self.eval_loss_fn = optimization.loss_function(self.loss_type, 0.0)
         inner = optimization.base_optimizer(self.optimizer)
         self.averages = list(inner._model_variables_moving_average) if inner.use_ema else []
         seeds = [v.value for v in self.model.non_trainable_variables if "seed_generator" in v.path]
@@ -240,7 +243,8 @@ class Trainer:
                   f"{plan.total_steps} steps ({plan.steps_per_epoch}/epoch, batch "
                   f"{config.train.batch_size}, {self.replicas} replica(s), {self.policy}), "
                   f"{len(self.stages)} stage(s): "
-                  + ", ".join(f"{s.image_size}px" for s in self.stages))
+                  + ", ".join(f"{s.image_size}px" for s in self.stages)
+                  + f"; eval at {config.eval.isize}px; {describe_recipe(config)}")
         result = None
         try:
             while self.step < plan.total_steps:
@@ -251,7 +255,7 @@ class Trainer:
             self._log(f"\ninterrupted: saved {path} at step {self.step}; rerun the same "
                       "command to resume")
             raise SystemExit(130) from None
-        if result is None or result.step != self.step:
+        if result is None or result.step != self.step or result.image_size != config.eval.isize:
             result = self.evaluate_and_log(log)
         if self.chief:
             path = reporting.plot_curves(log.path, os.path.join(self.model_dir, reporting.CURVES_FILE),
@@ -303,7 +307,7 @@ class Trainer:
             if now % plan.steps_per_epoch == 0 or now in (end, plan.total_steps):
                 self.checkpoints.save(now)
                 if eval_every_epoch:
-                    result = self.evaluate_and_log(log)
+                    result = self.evaluate_and_log(log, self._eval_size(stage))
         return result
 
     # ----------------------------------------------------------------- eval
@@ -326,18 +330,25 @@ class Trainer:
             variable.assign(average)
             average.assign(value)
 
-    def evaluate(self) -> EvalResult:
-        """top-1, top-5 and cross-entropy on the eval split, with EMA weights if kept."""
-        if self._eval_fn is None:
-            self._eval_fn = self._make_eval_fn()
-        with self.ema_weights():
-            loss_sum, top1, top5, count = self._eval_fn().numpy()
-        count = max(count, 1)
-        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count))
+    def _eval_size(self, stage) -> int:
+        """Where a progressive stage before the last is evaluated: at its own training size
+        (a network trained at 20 px does not yet work at 28 px, and a figure taken there
+        would say nothing about its progress); the last stage at `eval.isize`."""
+        return stage.image_size if stage.index < len(self.stages) - 1 else self.config.eval.isize
 
-    def _make_eval_fn(self):
+    def evaluate(self, image_size: int | None = None) -> EvalResult:
+        """top-1, top-5 and cross-entropy on the eval split at `image_size` (default:
+        `eval.isize`), with EMA weights if kept."""
+        size = image_size or self.config.eval.isize
+        if size not in self._eval_fns:
+            self._eval_fns[size] = self._make_eval_fn(size)
+        with self.ema_weights():
+            loss_sum, top1, top5, count = self._eval_fns[size]().numpy()
+        count = max(count, 1)
+        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count), size)
+
+    def _make_eval_fn(self, size: int):
         """A tf.function summing (loss, top-1 hits, top-5 hits, count) over the eval split."""
-        size = self.config.eval.isize
         batch = self._replica_multiple("eval.batch_size", self.config.eval.batch_size)
         examples = self.eval_data.num_examples
 
@@ -359,25 +370,29 @@ class Trainer:
 
     def _eval_stats(self, images, labels, mask):
         logits = tf.cast(self.model(images, training=False), tf.float32)
-        if self.multiclass:
-            losses = keras.losses.binary_crossentropy(labels, logits, from_logits=True)
-        else:
-            losses = keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+        losses = self.eval_loss_fn(labels, logits)
         return tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
                          _correct(labels, logits, min(5, self.num_classes), mask),
                          tf.reduce_sum(mask)])
 
-    def evaluate_and_log(self, log: reporting.MetricsLog | None = None) -> EvalResult:
+    def evaluate_and_log(self, log: reporting.MetricsLog | None = None,
+                         image_size: int | None = None) -> EvalResult:
         began = time.time()
-        result = self.evaluate()
+        result = self.evaluate(image_size)
         seconds = time.time() - began
-        self._log(f"eval at step {result.step}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, "
-                  f"loss {result.loss:.4f} ({result.count} images, {seconds:.1f}s)")
+        final_size = result.image_size == self.config.eval.isize
+        where = f"{result.image_size}px" + ("" if final_size else
+                                            f", this stage's size; the final eval is at "
+                                            f"{self.config.eval.isize}px")
+        self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}, "
+                  f"top-5 {result.top5:.4f}, loss {result.loss:.4f} ({result.count} images, "
+                  f"{seconds:.1f}s)")
         if log is not None:
             epoch = result.step / self.plan.steps_per_epoch if self.plan else None
-            log.write("eval", result.step, epoch=epoch, loss=result.loss, accuracy=result.top1,
-                      top5=result.top5, images_per_sec=result.count / seconds, seconds=seconds)
-        if self.plan is not None:
+            log.write("eval", result.step, epoch=epoch, image_size=result.image_size,
+                      loss=result.loss, accuracy=result.top1, top5=result.top5,
+                      images_per_sec=result.count / seconds, seconds=seconds)
+        if self.plan is not None and final_size:  # `best/` compares like with like
             self.checkpoints.save_if_best(result.step, result.top1)
         return result
 
