@@ -27,7 +27,7 @@ data:
 # cores), evaluating after each epoch; leaves checkpoints, log.csv and curves.png in runs/demo.
 # Rerunning resumes (or, when finished, re-evaluates); `rm -rf runs/demo` starts afresh.
 demo: $(STAMP) data
-	$(BIN)/python main.py --mode=traineval --model_name=efficientnetv2-b0 \
+	$(BIN)/python main.py --mode=traineval --model_name=custom \
 	  --dataset_cfg=fashion_mnist --config_file=hparams/demo.yaml --model_dir=runs/demo
 
 test: $(STAMP) data

@@ -167,6 +167,7 @@ def run_train() -> None:
 
 
 def run_eval() -> None:
+    from efficientnetv2.hparams import runs
     from efficientnetv2.training import checkpoints
 
     config = build_config()
@@ -177,7 +178,7 @@ def run_eval() -> None:
         paths = checkpoints.wait_for_checkpoints(directory, FLAGS.eval_timeout)
     trainer = None
     for path in paths:
-        path = checkpoints.resolve_checkpoint(path)
+        path = runs.resolve_checkpoint(path)
         trainer = trainer or make_trainer(config, need_train_data=False)
         result = trainer.evaluate_checkpoint(path)
         print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
@@ -188,8 +189,8 @@ def run_eval() -> None:
 
 
 def run_export() -> None:
+    from efficientnetv2.hparams.runs import restore_model, run_folder
     from efficientnetv2.serving.export import export_run
-    from efficientnetv2.training.restore import restore_model, run_folder
 
     restored = restore_model(FLAGS.checkpoint or model_dir(build_config()))
     export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")

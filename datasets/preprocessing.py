@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from efficientnetv2.errors import UserError
@@ -183,7 +185,8 @@ def cutout(image: tf.Tensor, seed: tf.Tensor, size_fraction: float = 0.5) -> tf.
     return tf.where(inside[..., None], fill, tf.cast(image, tf.float32))
 
 
-def normalize(image: tf.Tensor, normalization: str = "scale_128") -> tf.Tensor:
-    """0..255 -> what the model takes: (x - offset) / scale of `NORMALIZATIONS[normalization]`."""
+def normalize(image, normalization: str = "scale_128"):
+    """0..255 -> what the model takes: (x - offset) / scale of `NORMALIZATIONS[normalization]`.
+    Keras ops: works in tf.data pipelines, eagerly and on a Keras model's symbolic inputs."""
     offset, scale = NORMALIZATIONS[normalization]
-    return (tf.cast(image, tf.float32) - offset) / scale
+    return (keras.ops.cast(image, "float32") - np.float32(offset)) / np.float32(scale)

@@ -127,7 +127,7 @@ def resolve_options(model_name: str | Sequence[str], overrides: dict) -> tuple[s
 def build_model(options: ModelOptions, num_classes: int = 1000, include_top: bool = True,
                 input_shape: tuple | None = None, pooling: str | None = None,
                 name: str = "efficientnet") -> keras.Model:
-    """The functional Keras model for `options` (inputs already normalised to [-1, 1])."""
+    """The functional Keras model for `options` (inputs normalised by `preprocess_input`)."""
     if include_top and (not isinstance(num_classes, int) or num_classes < 1):
         raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
     if pooling not in (None, "avg", "max"):
@@ -138,9 +138,7 @@ def build_model(options: ModelOptions, num_classes: int = 1000, include_top: boo
     blocks = scaled_blocks(options)
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x = Stem(round_filters(decode_block_strings(list(options.blocks))[0].input_filters,
-                           options.width_coefficient, options.depth_divisor, options.min_depth),
-             layer_options, name="stem")(inputs)
+    x = Stem(blocks[0].input_filters, layer_options, name="stem")(inputs)  # already scaled
     for index, block in enumerate(blocks):
         survival = survival_probability(options.survival_prob, index, len(blocks))
         x = make_block(block, survival, layer_options, name=f"blocks_{index}")(x)

@@ -162,7 +162,7 @@ def save_tflite(module: InferenceModule, path: str, int8: bool = False) -> str:
 
 
 def module_for_run(restored, top_k: int = 5) -> InferenceModule:
-    """The InferenceModule of a restored run (`training.restore.restore_model`)."""
+    """The InferenceModule of a restored run (`hparams.runs.restore_model`)."""
     import yaml
 
     from efficientnetv2 import hparams
@@ -178,7 +178,7 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
                tflite: bool = False, int8: bool = False, top_k: int = 5) -> list[str]:
     """Exports a restored run as `<export_dir>/<version>/` (version: the checkpoint's step by
     default), with `model.tflite` / `model_int8.tflite` inside on request; returns the paths."""
-    from efficientnetv2.training.checkpoints import step_of
+    from efficientnetv2.hparams.runs import step_of
 
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
                          overwrite)

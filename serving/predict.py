@@ -64,7 +64,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str, top_k: int = 5) -> Predictor:
-        from efficientnetv2.training.restore import restore_model
+        from efficientnetv2.hparams.runs import restore_model
 
         from .export import module_for_run
 
@@ -76,7 +76,7 @@ class Predictor:
         if not os.path.isdir(path):
             raise UserError(f"--saved_model {path!r} is not a folder; give an export folder "
                             "or one of its version folders (a checkpoint goes to --checkpoint)")
-        from efficientnetv2.training.restore import saved_model_version
+        from efficientnetv2.hparams.runs import saved_model_version
 
         version = saved_model_version(path)
         if version is None:

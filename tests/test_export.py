@@ -17,13 +17,13 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.errors import UserError
+from efficientnetv2.hparams.runs import restore_model
 from efficientnetv2.serving.export import (
     BYTES_SIGNATURE,
     IMAGES_SIGNATURE,
     export_run,
     module_for_run,
 )
-from efficientnetv2.training.restore import restore_model
 from efficientnetv2.training.trainer import Trainer
 
 RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,train.epochs=2,"

@@ -193,16 +193,18 @@ def test_readme_feature_extraction_example(tmp_path):
         backbone = efficientnetv2.get_model("efficientnetv2-b0", include_top=False, pooling="avg",
                                             weights="imagenet")
         backbone.trainable = False
-        inputs = keras.Input((64, 64, 3))
-        x = backbone(inputs, training=False)
+        inputs = keras.Input((64, 64, 3))  # pixels 0..255
+        x = efficientnetv2.preprocess_input(inputs, "efficientnetv2-b0")
+        x = backbone(x, training=False)
         outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dropout(0.2)(x))
         classifier = keras.Model(inputs, outputs)
     classifier.compile("adam", "sparse_categorical_crossentropy")
     frozen = [w.numpy() for w in backbone.weights]
-    images = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
     classifier.fit(images, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
     for before, after in zip(frozen, backbone.weights):
         np.testing.assert_array_equal(before, after.numpy())  # BN statistics too
     assert classifier.layers[-1].kernel.shape == (1280, 3)
     pooled = keras.Model(app.inputs, keras.layers.GlobalAveragePooling2D()(app.output))
-    np.testing.assert_allclose(backbone(images), pooled(images), atol=1e-5)
+    normalised = efficientnetv2.preprocess_input(images, "efficientnetv2-b0")
+    np.testing.assert_allclose(backbone(normalised), pooled(normalised), atol=1e-5)

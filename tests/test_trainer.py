@@ -7,6 +7,7 @@ from conftest import TINY_BLOCKS, idx_folder
 
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
+from efficientnetv2.hparams import runs
 from efficientnetv2.training import checkpoints, reporting
 from efficientnetv2.training.optimization import ema_decay_at
 from efficientnetv2.training.progressive import all_stages
@@ -80,7 +81,7 @@ def test_eval_of_the_saved_checkpoint_reproduces_the_logged_accuracy(data_dir, t
     assert again.step == final.step == 32
     assert again.top1 == pytest.approx(final.top1) and again.loss == pytest.approx(final.loss, rel=1e-5)
     assert (tmp_path / "run" / reporting.CURVES_FILE).stat().st_size > 10_000
-    assert checkpoints.step_of(tf.train.latest_checkpoint(f"{model_dir}/best")) in (8, 16, 24, 32)
+    assert runs.step_of(tf.train.latest_checkpoint(f"{model_dir}/best")) in (8, 16, 24, 32)
 
 
 def test_ema_weights_are_swapped_in_for_eval_and_back(data_dir, tmp_path):
@@ -218,3 +219,28 @@ def test_mixed_float16_uses_dynamic_loss_scaling(data_dir, tmp_path, monkeypatch
     assert type(trainer.optimizer).__name__ == "LossScaleOptimizer"
     assert trainer.model.get_layer("stem").compute_dtype == "float16"
     assert np.isfinite(trainer.train().loss) and trainer.averages
+
+
+@pytest.mark.parametrize("loss_type", ["softmax", "sigmoid"])
+def test_evaluation_and_export_follow_train_loss_type(data_dir, tmp_path, loss_type):
+    """One rule (hparams.loss_type) for training, evaluation and the exported model."""
+    from efficientnetv2.hparams.runs import RestoredModel
+    from efficientnetv2.serving.export import module_for_run
+
+    config = tiny_config(data_dir, f",train.loss_type={loss_type},data.max_eval_examples=16,"
+                                   "train.ema_decay=0")  # the model's own (random) weights
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+    result = trainer.evaluate()
+    images, labels = next(iter(trainer.eval_data.dataset(16, config.eval.isize)))
+    logits = trainer.model(images, training=False)
+    assert np.std(logits) > 1e-3
+    if loss_type == "sigmoid":
+        expected = tf.keras.losses.binary_crossentropy(labels, logits, from_logits=True)
+    else:
+        expected = tf.keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+    np.testing.assert_allclose(result.loss, np.mean(expected), rtol=1e-5)
+    module = module_for_run(RestoredModel(trainer.model, config, trainer.class_names, "", False))
+    probabilities = module.serve_images(tf.zeros([1, 28, 28, 3]))["probabilities"].numpy()
+    assert module.multilabel == (loss_type == "sigmoid")
+    assert np.isclose(probabilities.sum(), 1.0, atol=1e-5) == (loss_type == "softmax")
+    module.cleanup()

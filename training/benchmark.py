@@ -102,7 +102,7 @@ def our_training(model_name: str, image_size: int, batch_size: int, steps: int, 
 
     config = _config(model_name, image_size, batch_size, steps, xla)
     trainer = Trainer(config, tempfile.mkdtemp(prefix="efficientnetv2_bench_"), verbose=False)
-    loop = trainer._make_train_loop()
+    loop = trainer.make_train_loop()
     data = tf.data.Dataset.from_tensors(synthetic_batch(batch_size, image_size)).repeat()
     iterator = iter(trainer.strategy.experimental_distribute_dataset(data))
     seconds = _timed(lambda: loop(iterator, tf.constant(2)).numpy(),

@@ -103,30 +103,6 @@ class Checkpoints:
         return path
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint prefix from a prefix or a run directory (its latest checkpoint)."""
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if not latest:
-            raise UserError(f"no checkpoint in {path}; give a run's model_dir or a checkpoint "
-                            "prefix like model_dir/ckpt-1000")
-        return latest
-    if not tf.io.gfile.exists(path + ".index"):
-        raise UserError(f"checkpoint {path!r} not found (no {path}.index); give a run's "
-                        "model_dir or a checkpoint prefix like model_dir/ckpt-1000")
-    return path
-
-
-def ema_key(variable) -> str:
-    """The name of a variable's EMA in a checkpoint's `ema` dict (its path, dotted)."""
-    return variable.path.replace("/", ".")
-
-
-def step_of(path: str) -> int:
-    """The training step a checkpoint path was saved at (its `-N` suffix)."""
-    return int(path.rsplit("-", 1)[1])
-
-
 def wait_for_checkpoints(directory: str, timeout: float, poll: float = 5.0) -> Iterator[str]:
     """Yields each new latest checkpoint of `directory` (the current one first, if any),
     until no new one appears for `timeout` seconds."""

@@ -7,13 +7,20 @@ import csv
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 LOG_FILE = "log.csv"
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed), loaded on first
+    use: training and studies draw PNGs with it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 CURVES_FILE = "curves.png"
 FIELDS = ("kind", "step", "epoch", "stage", "image_size", "ram", "mixup", "cutmix", "dropout",
           "learning_rate", "weight_decay", "loss", "accuracy", "top5", "images_per_sec",
@@ -104,6 +111,7 @@ def plot_curves(log_path: str, out_path: str, title: str) -> str:
     rows = read_log(log_path)
     train = [r for r in rows if r["kind"] == "train"]
     evals = [r for r in rows if r["kind"] == "eval"]
+    plt = pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "accuracy", "top-1 accuracy")):
         ax.plot([float(r["epoch"]) for r in train], [float(r[key]) for r in train],

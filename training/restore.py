@@ -1,132 +1,11 @@
-"""A run's model back from its checkpoint (export, predict, fine-tuning), its class names,
-and `train.ft_init_ckpt`: initial weights from a run, an automl checkpoint or a Keras file."""
+"""`train.ft_init_ckpt`: initial weights from a run, an automl checkpoint or a Keras file."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Callable
 
-import keras
-import ml_collections
-import tensorflow as tf
-import yaml
-
-import efficientnetv2
-from efficientnetv2 import hparams
-from efficientnetv2.errors import UserError
+from efficientnetv2.hparams.runs import is_run, restore_model
 from efficientnetv2.pretrained import copy_layers, layer_values, load_pretrained
-
-from .checkpoints import ema_key, resolve_checkpoint
-
-CLASSES_FILENAME = "classes.txt"
-SAVED_MODEL = "saved_model.pb"
-
-
-def write_class_names(directory: str, names: list[str]) -> str:
-    """Writes the class names, one per line, beside the run's config."""
-    path = os.path.join(directory, CLASSES_FILENAME)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(f"{name}\n" for name in names))
-    return path
-
-
-def run_folder(checkpoint: str) -> str | None:
-    """The run folder (holding config.yaml) of a checkpoint in it or in its best/."""
-    directory = os.path.dirname(checkpoint)
-    for folder in (directory, os.path.dirname(directory)):  # model_dir or model_dir/best
-        if os.path.exists(os.path.join(folder, hparams.CONFIG_FILENAME)):
-            return folder
-    return None
-
-
-def saved_model_version(path: str) -> str | None:
-    """The SavedModel folder that `path` names: itself, or the newest numbered version of an
-    export folder; None when it is neither."""
-    if not os.path.isdir(path):
-        return None
-    if os.path.exists(os.path.join(path, SAVED_MODEL)):
-        return path
-    versions = [int(v) for v in os.listdir(path)
-                if v.isdigit() and os.path.exists(os.path.join(path, v, SAVED_MODEL))]
-    return os.path.join(path, str(max(versions))) if versions else None
-
-
-def _is_run(path: str) -> bool:
-    """A run folder or a checkpoint of one (rather than an automl checkpoint or a file)."""
-    if os.path.isdir(path):
-        return os.path.exists(os.path.join(path, hparams.CONFIG_FILENAME))
-    return tf.io.gfile.exists(path + ".index") and run_folder(path) is not None
-
-
-def run_checkpoint(path: str) -> str:
-    """A checkpoint of this project's training from a prefix or run folder; a one-line error
-    for a SavedModel or a checkpoint without its run's config."""
-    if saved_model_version(path):
-        raise UserError(f"{path} is a SavedModel export, not a checkpoint: pass it as "
-                        "--saved_model (predict), or give the run's model_dir / checkpoint")
-    checkpoint = resolve_checkpoint(path)
-    if run_folder(checkpoint) is None:
-        raise UserError(f"no {hparams.CONFIG_FILENAME} beside {checkpoint}: not a checkpoint "
-                        "written by this project's training")
-    return checkpoint
-
-
-def run_config(checkpoint: str) -> ml_collections.ConfigDict:
-    with open(os.path.join(run_folder(checkpoint), hparams.CONFIG_FILENAME), encoding="utf-8") as f:
-        return ml_collections.ConfigDict(yaml.safe_load(f))
-
-
-def class_names(checkpoint: str, config) -> list[str]:
-    """The run's class names: `classes.txt` of the run, else the dataset's own names (when
-    they are known without its files), else the class ids."""
-    path = os.path.join(run_folder(checkpoint), CLASSES_FILENAME)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
-    from efficientnetv2.datasets.registry import get_spec
-
-    names = get_spec(config.data.ds_name).class_names
-    count = config.model.num_classes
-    return list(names) if names and len(names) == count else [str(i) for i in range(count)]
-
-
-@dataclasses.dataclass
-class RestoredModel:
-    model: keras.Model
-    config: ml_collections.ConfigDict
-    class_names: list[str]
-    checkpoint: str
-    ema: bool  # whether the EMA weights were loaded
-
-
-def restore_model(path: str, use_ema: bool = True) -> RestoredModel:
-    """The float32 inference model of a run's checkpoint (prefix or run folder), with the
-    EMA weights when the checkpoint has them and `use_ema`."""
-    checkpoint = run_checkpoint(path)
-    config = run_config(checkpoint)
-    name, overrides = hparams.model_arguments(config)
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        model = efficientnetv2.get_model(name, config.model.num_classes, **overrides)
-    finally:
-        keras.config.set_dtype_policy(policy)
-    averages = {ema_key(v): tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
-                for v in model.trainable_variables}
-    try:
-        tf.train.Checkpoint(model=model, ema=averages).restore(checkpoint).expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
-        raise UserError(f"cannot restore {checkpoint}: {str(e).splitlines()[0]}") from None
-    saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
-             if key.startswith("ema/")}
-    ema = use_ema and bool(saved)
-    if ema:
-        for variable in model.trainable_variables:
-            key = ema_key(variable)
-            if key.replace(".", "..") in saved:  # checkpoint keys escape "." as ".."
-                variable.assign(averages[key])
-    return RestoredModel(model, config, class_names(checkpoint, config), checkpoint, ema)
 
 
 def load_initial_weights(model, path: str, model_name: str | None, use_ema: bool = True,
@@ -134,7 +13,7 @@ def load_initial_weights(model, path: str, model_name: str | None, use_ema: bool
     """`train.ft_init_ckpt`: copies weights into `model` layer by layer (by name), with a new
     classifier when the class counts differ. `path`: a run folder or checkpoint of this
     project (its EMA weights with `use_ema`), an automl checkpoint, or a Keras weight file."""
-    if not _is_run(path):
+    if not is_run(path):
         log(f"initialised {load_pretrained(model, model_name, path, use_ema)}")
         return
     source = restore_model(path, use_ema)

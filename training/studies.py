@@ -165,7 +165,7 @@ def accuracy_curve(run_dir: str) -> tuple[list[float], list[float], list[float]]
 
 def plot_accuracy(results: list[VariantResult], path: str, title: str) -> str:
     """Eval top-1 of every variant against epochs and against training time."""
-    plt = reporting.plt
+    plt = reporting.pyplot()
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(12, 4.8))
     for r in results:
         epochs, seconds, accuracy = accuracy_curve(r.run_dir)

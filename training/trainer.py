@@ -27,10 +27,10 @@ from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.datasets.preprocessing import describe_recipe
 from efficientnetv2.errors import UserError
+from efficientnetv2.hparams import runs
 
 from . import checkpoints, optimization, reporting
 from .progressive import StepPlan, all_stages, num_stages
-from .restore import write_class_names
 from .schedules import learning_rate_schedule, weight_decay
 from .strategies import is_chief, make_strategy
 
@@ -119,7 +119,7 @@ class Trainer:
         self.checkpoints = checkpoints.Checkpoints(
             model_dir, config.runtime.keep_checkpoint_max, write=self.chief,
             model=self.model, optimizer=self.optimizer, seeds=seeds,
-            ema={checkpoints.ema_key(v): a for v, a in zip(self.variables, self.averages)})
+            ema={runs.ema_key(v): a for v, a in zip(self.variables, self.averages)})
 
     # ----------------------------------------------------------------- set-up
     def _plan(self) -> StepPlan:
@@ -177,7 +177,7 @@ class Trainer:
                           tf.cast(tf.shape(labels)[0], tf.float32)])
         return grads, stats
 
-    def _make_train_loop(self):
+    def make_train_loop(self):
         """A tf.function running `steps` training steps from a distributed iterator."""
         train = self.config.train
         total = self.plan.total_steps
@@ -231,7 +231,7 @@ class Trainer:
         if self.chief:
             checkpoints.check_writable(self.model_dir)
             hparams.save_config(config, self.model_dir)
-            write_class_names(self.model_dir, self.class_names)
+            runs.write_class_names(self.model_dir, self.class_names)
         restored = self.checkpoints.restore_latest()
         start = self.step
         if restored:
@@ -268,7 +268,7 @@ class Trainer:
         end = plan.stage_start(stage.index + 1)
         if self.dropout:  # the step function is traced below, with this rate
             self.dropout.rate = stage.dropout_rate
-        loop = self._make_train_loop()
+        loop = self.make_train_loop()
         iterator = self._stage_iterator(stage, self.step)
         self._log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.image_size}px, "
                   f"{config.data.augname} magnitude {stage.ram:g}, mixup {stage.mixup_alpha:g}, "
