@@ -113,6 +113,7 @@ def run_inspect_data() -> None:
     from efficientnetv2 import hparams
     from efficientnetv2.datasets import DataInput
     from efficientnetv2.datasets.inspect import first_batch, throughput, write_grid
+    from efficientnetv2.datasets.preprocessing import describe_augmentation
     from efficientnetv2.training.progressive import all_stages
 
     config = build_config()
@@ -129,7 +130,8 @@ def run_inspect_data() -> None:
     path = write_grid(*first_batch(train_ds, FLAGS.num_images), train.class_names,
                       os.path.join(out_dir, f"train_stage{stage.index}.png"),
                       f"{config.data.ds_name} train, stage {stage.index}: {stage.image_size}px, "
-                      f"{config.data.augname} {stage.ram:.1f}, mixup {stage.mixup_alpha:.2f}, "
+                      f"{describe_augmentation(config.data.augname, stage.ram)}, "
+                      f"mixup {stage.mixup_alpha:.2f}, "
                       f"cutmix {stage.cutmix_alpha:.2f}")
     print(f"wrote {path}")
     evaluation = DataInput(config.data, config.eval.split, False, seed=seed)

@@ -52,6 +52,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
     apply_overrides(config, string_overrides, "--hparam_str")
+    check_counts(config)
     resolve_image_sizes(config)
     resolve_preprocessing(config)
     if config.model.model_name == CUSTOM and not config.model.blocks:
@@ -60,6 +61,22 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     model_name_or_blocks, overrides = model_arguments(config)
     resolve_options(model_name_or_blocks, overrides)
     return config
+
+
+# key -> the smallest value that makes sense
+COUNTS = {"train.batch_size": 1, "eval.batch_size": 1, "train.epochs": 1e-9, "train.stages": 0,
+          "runtime.iterations_per_loop": 1, "runtime.keep_checkpoint_max": 1,
+          "data.max_train_examples": 0, "data.max_eval_examples": 0, "train.min_steps": 0}
+
+
+def check_counts(config: ml_collections.ConfigDict) -> None:
+    """Sizes and counts below their minimum (a batch of 0, -2 stages) as one-line errors."""
+    for key, least in COUNTS.items():
+        section, name = key.split(".")
+        value = config[section][name]
+        if value is not None and value < least:
+            need = "positive" if least > 0 else "zero or more"
+            raise UserError(f"{key}={value} must be {need}")
 
 
 def resolve_image_sizes(config: ml_collections.ConfigDict) -> None:

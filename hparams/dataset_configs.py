@@ -75,15 +75,15 @@ DATASET_CONFIGS: dict[str, dict] = {
         "train": {"epochs": 1, "batch_size": 64, "isize": 64, "stages": 0, "sched": False},
         "eval": {"batch_size": 64, "isize": 64},
     },
-    # A user's own folders (--data_dir), from scratch: the model's recipe with a milder crop,
-    # a cosine schedule and a short EMA horizon for a few thousand steps. With
-    # train.ft_init_ckpt set, `imagefolder` becomes `imagefolderft` (see resolve_dataset_cfg).
+    # A user's own folders (--data_dir), from scratch: the fine-tuning recipe's light
+    # augmentation (flip and cutout, no eval crop) and its peak learning rate, which learned a
+    # 3,000-image folder faster than the model's ImageNet recipe or AdamW at 0.004/256, but
+    # with 1 warm-up epoch and cosine decay instead of a constant rate, and a shorter EMA.
+    # With train.ft_init_ckpt set, `imagefolder` becomes `imagefolderft` (resolve_dataset_cfg).
     "imagefolder": {
-        "data": {"ds_name": "imagefolder", "min_crop_area": 0.25, "mixup_alpha": 0.0,
-                 "cutmix_alpha": 0.0},
-        "train": {"epochs": 30, "batch_size": 64, "isize": 224, "optimizer": "rmsprop",
-                  "lr_sched": "cosine", "lr_base": 0.016, "lr_warmup_epoch": 2.0,
-                  "ema_decay": 0.999, "label_smoothing": 0.1},
+        **_finetune("imagefolder"),
+        "train": {**_FINETUNE["train"], "epochs": 30, "min_steps": 0, "isize": 224,
+                  "lr_sched": "cosine", "ema_decay": 0.999},
         "eval": {"batch_size": 64, "isize": 224},
     },
     # The same folders fine-tuned from initial weights: the original's fine-tuning recipe.

@@ -38,6 +38,12 @@ def test_hparam_str_overrides_with_types():
     ("train", "not key=value"),
     ("model.blocks=r1_k3", "block string 'r1_k3'"),
     ("model.model_name=custom", "needs block strings"),
+    ("train.batch_size=0", "train.batch_size=0 must be positive"),
+    ("train.batch_size=-64", "train.batch_size=-64 must be positive"),
+    ("eval.batch_size=0", "eval.batch_size=0 must be positive"),
+    ("runtime.iterations_per_loop=0", "iterations_per_loop=0 must be positive"),
+    ("train.stages=-2", "train.stages=-2 must be zero or more"),
+    ("data.max_train_examples=-5", "max_train_examples=-5 must be zero or more"),
 ])
 def test_bad_overrides_fail_with_one_line(hparam_str, message):
     with pytest.raises(efficientnetv2.UserError, match=message) as error:
@@ -100,7 +106,8 @@ def test_fractional_and_bad_image_sizes():
 
 def test_image_folders_from_scratch_or_fine_tuned():
     scratch = hparams.build_config("efficientnetv2-s", "imagefolder")
-    assert (scratch.data.recipe, scratch.train.lr_sched) == ("default", "cosine")
+    assert (scratch.data.recipe, scratch.train.lr_sched, scratch.train.ema_decay) == (
+        "ft", "cosine", 0.999)
     tuned = hparams.build_config("efficientnetv2-s", "imagefolder",
                                  hparam_str="train.ft_init_ckpt=/some/run")
     assert (tuned.data.recipe, tuned.train.lr_sched, tuned.data.ds_name) == ("ft", "constant",

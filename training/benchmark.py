@@ -15,7 +15,6 @@ import time
 import keras
 import tensorflow as tf
 
-import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
 from efficientnetv2.flops import count_multiply_adds
@@ -120,7 +119,8 @@ def keras_training(model_name: str, image_size: int, batch_size: int, steps: int
                         input_shape=(image_size, image_size, 3), **kwargs)
     optimizer = keras.optimizers.RMSprop(config.train.lr_base, rho=0.9, momentum=0.9,
                                          epsilon=0.001, use_ema=True, ema_momentum=0.9999)
-    model.compile(optimizer, optimization.loss_function(config.train, False), jit_compile=xla,
+    loss = optimization.loss_function(hparams.loss_type(config), config.train.label_smoothing)
+    model.compile(optimizer, loss, jit_compile=xla,
                   metrics=["accuracy"])
     data = tf.data.Dataset.from_tensors(synthetic_batch(batch_size, image_size)).repeat()
     model.fit(data, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)  # compilation
@@ -174,7 +174,7 @@ def bench_one(model_name: str, image_size: int, batch_size: int, steps: int, xla
     keras_step, theirs = keras_training(model_name, image_size, batch_size, steps, xla)
     keras_latency = inference(theirs, image_size, 1, xla)
     keras_throughput = inference_batch / inference(theirs, image_size, inference_batch, xla)
-    macs = count_multiply_adds(efficientnetv2.get_model(model_name, CLASSES), image_size)
+    macs = count_multiply_adds(ours, image_size)
     return BenchRow(model_name, image_size, batch_size, xla, ours_step, keras_step,
                     1000 * ours_latency, 1000 * keras_latency, ours_throughput,
                     keras_throughput, macs, peak_memory_mb())

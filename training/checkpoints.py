@@ -60,7 +60,13 @@ class Checkpoints:
         """Restores the latest checkpoint if there is one; returns its path."""
         path = self.latest
         if path:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as e:
+                raise UserError(
+                    f"{self.directory} holds a checkpoint of another run ({path}: "
+                    f"{str(e).splitlines()[0][:200]}); nothing was changed: give a new "
+                    "--model_dir, or the same config as that run to resume it") from None
         return path
 
     def save(self, step: int) -> str:

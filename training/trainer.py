@@ -25,7 +25,7 @@ import tensorflow as tf
 import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
-from efficientnetv2.datasets.preprocessing import describe_recipe
+from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe
 from efficientnetv2.errors import UserError
 from efficientnetv2.hparams import runs
 
@@ -228,11 +228,11 @@ class Trainer:
     def train(self, eval_every_epoch: bool = False) -> EvalResult | None:
         """Trains to the end (resuming from the latest checkpoint), evaluates, plots."""
         plan, config = self.plan, self.config
-        if self.chief:
+        restored = self.checkpoints.restore_latest()  # before writing anything: a mismatch
+        if self.chief:                                  # must leave the folder as it was
             checkpoints.check_writable(self.model_dir)
             hparams.save_config(config, self.model_dir)
             runs.write_class_names(self.model_dir, self.class_names)
-        restored = self.checkpoints.restore_latest()
         start = self.step
         if restored:
             self._log(f"resumed from {restored}: step {start}, epoch {plan.epoch_of(start) + 1}, "
@@ -271,7 +271,8 @@ class Trainer:
         loop = self.make_train_loop()
         iterator = self._stage_iterator(stage, self.step)
         self._log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.image_size}px, "
-                  f"{config.data.augname} magnitude {stage.ram:g}, mixup {stage.mixup_alpha:g}, "
+                  f"{describe_augmentation(config.data.augname, stage.ram)}, "
+                  f"mixup {stage.mixup_alpha:g}, "
                   f"cutmix {stage.cutmix_alpha:g}, dropout {stage.dropout_rate:g}")
         result = None
         while self.step < end:
