@@ -144,10 +144,7 @@ def decode(image: tf.Tensor, encoded: bool) -> tf.Tensor:
 
 
 def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float) -> tf.Tensor:
-    """A crop of 'min_area' to all of the image, aspect 3/4 to 4/3 (Inception style); the
-    whole image when `min_area` is 1."""
-    if min_area >= 1.0:
-        return image
+    """A crop of 'min_area' to all of the image, aspect 3/4 to 4/3 (Inception style)."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
@@ -170,12 +167,8 @@ def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tens
 
 def resize(image: tf.Tensor, image_size: int, method: str = "bilinear") -> tf.Tensor:
     """Resize (of an image or a batch) to a square, values in 0..255 (bicubic may overshoot
-    a little, as in the original), float32. An image already of that size is only cast."""
-    shape = tf.shape(image)
-    same = tf.logical_and(tf.equal(shape[-3], image_size), tf.equal(shape[-2], image_size))
-    return tf.cond(same, lambda: tf.cast(image, tf.float32),
-                   lambda: tf.image.resize(image, [image_size, image_size], method=method,
-                                           antialias=False))
+    a little, as in the original), float32."""
+    return tf.image.resize(image, [image_size, image_size], method=method, antialias=False)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

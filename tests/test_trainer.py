@@ -244,3 +244,17 @@ def test_evaluation_and_export_follow_train_loss_type(data_dir, tmp_path, loss_t
     assert module.multilabel == (loss_type == "sigmoid")
     assert np.isclose(probabilities.sum(), 1.0, atol=1e-5) == (loss_type == "softmax")
     module.cleanup()
+
+
+def test_another_architectures_checkpoint_is_refused_and_nothing_is_written(data_dir, tmp_path):
+    """Training into a folder that holds another run: one line, and the folder unchanged
+    (config.yaml, classes.txt, checkpoints), so the old run can still be evaluated."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), str(run), verbose=False).train()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    wider = tiny_config(data_dir, ",train.epochs=2,train.stages=0,"
+                                  "model.blocks=r1_k3_s1_e1_i8_o8_c1|r2_k3_s2_e4_i8_o24_se0.25")
+    with pytest.raises(UserError, match="holds a checkpoint of another run") as error:
+        Trainer(wider, str(run), verbose=False).train()
+    assert "\n" not in str(error.value)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
