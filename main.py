@@ -33,9 +33,10 @@ flags.DEFINE_string("hparam_str", "", "Config overrides: 'train.epochs=10,model.
 flags.DEFINE_string("config_file", None, "YAML file of config overrides.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and the run's config.")
 flags.DEFINE_string("data_dir", None, "Directory of the dataset's files (sets data.data_dir).")
-flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).")
+flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).",
+                     lower_bound=1)
 flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1: the last).")
-flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.")
+flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.", lower_bound=1)
 flags.DEFINE_string("checkpoint", None, "--mode=eval/export/predict: this checkpoint prefix "
                     "or run folder (default: model_dir's latest).")
 flags.DEFINE_float("eval_timeout", 0, "--mode=eval: keep waiting this many seconds for each new "
@@ -53,12 +54,14 @@ flags.DEFINE_multi_string("image", None, "--mode=predict: an image file or a fol
 flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or version folder "
                     "to predict with, instead of a checkpoint.")
 flags.DEFINE_enum("output", "text", ("text", "json"), "--mode=predict: output format.")
-flags.DEFINE_integer("top_k", 5, "--mode=predict/export: how many classes to report.")
+flags.DEFINE_integer("top_k", 5, "--mode=predict/export: how many classes to report.",
+                     lower_bound=1)
 flags.DEFINE_list("bench_models", ["efficientnetv2-b0", "efficientnetv2-s"],
                   "--mode=bench: models (with a keras.applications twin).")
 flags.DEFINE_list("bench_sizes", ["32", "64", "128"], "--mode=bench: image sizes.")
-flags.DEFINE_integer("bench_batch", 64, "--mode=bench: training batch size.")
-flags.DEFINE_integer("bench_steps", 10, "--mode=bench: timed training steps per measurement.")
+flags.DEFINE_integer("bench_batch", 64, "--mode=bench: training batch size.", lower_bound=1)
+flags.DEFINE_integer("bench_steps", 10, "--mode=bench: timed training steps per measurement.",
+                     lower_bound=1)
 flags.DEFINE_enum("bench_xla", "both", ("both", "on", "off"), "--mode=bench: XLA settings.")
 flags.DEFINE_string("study", None, "--mode=study: blocks, training, depth_drop or v1_vs_v2 "
                     "(hparams/studies.yaml).")
@@ -271,5 +274,14 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad flag reported as one line and exit status 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}; see python main.py --help", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

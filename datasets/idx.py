@@ -31,6 +31,15 @@ def has_idx_files(directory: str | None, split: str) -> bool:
     return bool(directory) and all(find_file(directory, stem) for stem in FILES[split])
 
 
+def missing_files(directory: str, split: str) -> list[str]:
+    """The files of `split` absent from `directory`, when it holds any IDX file at all
+    (a folder with none of them is simply not an IDX folder)."""
+    stems = [stem for files in FILES.values() for stem in files]
+    if not any(find_file(directory, stem) for stem in stems):
+        return []
+    return [stem for stem in FILES[split] if not find_file(directory, stem)]
+
+
 def _read(path: str) -> bytes:
     opener = gzip.open if path.endswith(".gz") else open
     try:
@@ -56,6 +65,10 @@ def load_idx(directory: str, split: str, num_classes: int) -> tuple[np.ndarray, 
     images_stem, labels_stem = FILES[split]
     images = _parse(find_file(directory, images_stem), IMAGES_MAGIC, 3)
     labels = _parse(find_file(directory, labels_stem), LABELS_MAGIC, 1).astype(np.int64)
+    if not images.size:
+        raise UserError(f"{find_file(directory, images_stem)} holds no pixels "
+                        f"({'x'.join(map(str, images.shape))} images); the file is damaged, "
+                        "download it again")
     if len(images) != len(labels):
         raise UserError(f"{directory}: {len(images)} images but {len(labels)} labels in {split}")
     if labels.size and labels.max() >= num_classes:

@@ -2,11 +2,13 @@
 
 Layouts: `root/<class>/*.jpg` (the validation split is a fixed, seeded fraction of each
 class) or `root/train/<class>/...` + `root/val/<class>/...`. Decisions on bad input:
-- corrupt, truncated, zero-byte or non-image files with an image extension: skipped, counted
-  and reported (a warning now, the count again at the end of a run);
+- corrupt, truncated, zero-byte or non-image files with an image extension, folders inside a
+  class folder and broken links: skipped, counted and reported (a warning now, the count
+  again at the end of a run);
 - files of other extensions: ignored and counted;
-- images TensorFlow cannot decode (1-bit BMP, TIFF or WebP renamed .jpg, ...): converted once
-  to PNG in a cache folder; 1, 2 and 4 channels, palettes and CMYK become RGB in the pipeline;
+- images TensorFlow's decoder (the pipeline's) cannot read but Pillow can (1-bit BMP, TIFF or
+  WebP renamed .jpg, JPEGs libjpeg refuses, ...): converted once to PNG in a cache folder;
+  1, 2 and 4 channels, palettes and CMYK become RGB in the pipeline;
 - a missing folder, an empty class folder, a single class, or train/val with different
   classes: a one-line error.
 """
@@ -19,9 +21,12 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from efficientnetv2.errors import UserError
+
+from .preprocessing import decode
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TF_DECODABLE = {"JPEG": None, "PNG": None, "GIF": None, "BMP": ("RGB", "RGBA", "L")}
@@ -54,8 +59,18 @@ def _convert_to_png(path: str, image: Image.Image) -> str:
     return target
 
 
+def _tf_decodes(path: str) -> bool:
+    """Whether the pipeline's decoder (preprocessing.decode) reads the file."""
+    try:
+        decode(tf.io.read_file(path), encoded=True)
+        return True
+    except tf.errors.OpError:
+        return False
+
+
 def check_image(path: str) -> tuple[str | None, str | None]:
-    """(path TensorFlow can decode, None) or (None, reason it is unusable)."""
+    """(path TensorFlow can decode, None) or (None, reason it is unusable). Files Pillow reads
+    but TensorFlow's decoder does not are converted to PNG."""
     if os.path.getsize(path) == 0:
         return None, "empty file"
     try:
@@ -64,7 +79,7 @@ def check_image(path: str) -> tuple[str | None, str | None]:
             if image.width == 0 or image.height == 0:
                 return None, "zero-sized image"
             modes = TF_DECODABLE.get(image.format, ())
-            if modes is not None and image.mode not in modes:
+            if (modes is not None and image.mode not in modes) or not _tf_decodes(path):
                 return _convert_to_png(path, image), None
     except Exception as e:  # PIL raises many types for damaged files
         return None, f"not a readable image ({type(e).__name__})"
@@ -79,7 +94,14 @@ def _scan_classes(directory: str, class_names: list[str], skipped: list[str]
         usable = []
         for file in sorted(os.listdir(folder)):
             path = os.path.join(folder, file)
-            if not os.path.isfile(path) or file.startswith("."):
+            if file.startswith("."):
+                continue
+            if os.path.isdir(path):
+                skipped.append(f"{path}: a folder inside a class folder (not read)")
+                continue
+            if not os.path.isfile(path):
+                skipped.append(f"{path}: " + ("a broken link" if os.path.islink(path)
+                                              else "not a regular file"))
                 continue
             if not file.lower().endswith(EXTENSIONS):
                 ignored += 1

@@ -1,4 +1,4 @@
-"""tf.data input pipelines: source -> shard -> cache -> shuffle/repeat -> preprocess ->
+"""tf.data input pipelines: source -> per-epoch order (shard, cache) -> preprocess ->
 batch -> mixup/cutmix -> prefetch. Yields (images float32 [B, S, S, 3] normalised as the
 run's recipe says, labels float32 [B, classes], one-hot or multi-hot)."""
 
@@ -46,8 +46,7 @@ class DataInput:
                                           data_config.val_fraction, seed)
         limit = data_config.max_train_examples if is_training else data_config.max_eval_examples
         if limit and (self.source.num_examples is None or limit < self.source.num_examples):
-            self.source = dataclasses.replace(self.source, dataset=self.source.dataset.take(limit),
-                                              num_examples=limit)
+            self.source = self.source.first(limit)
         # `--hparam_str=data.augname=none` arrives as None (the literal none)
         self.augname = data_config.augname or "none"
         self.recipe = preprocessing.recipe_for(data_config)
@@ -94,6 +93,49 @@ class DataInput:
             return image, target
         return fn
 
+    def _training_examples(self, seed: int, skip: int,
+                           context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+        """This input pipeline's examples over endless epochs, from position `skip` on.
+
+        Epoch e has its own order, seeded by (seed, e), so that positioning costs nothing
+        (a source with random access: a permutation of the whole split per epoch) or at most
+        one epoch of reading unparsed records (record files: a permutation of the files per
+        epoch, then the shuffle buffer; reading resumes inside the epoch only). Other streams (tfds) are
+        reshuffled each pass and positioned by reading from the stage's start.
+        """
+        source, buffer = self.source, self.config.shuffle_buffer
+        shards, shard = ((context.num_input_pipelines, context.input_pipeline_id)
+                         if context else (1, 0))
+        if source.table is not None:
+            size = len(range(shard, source.num_examples, shards))
+
+            def example(position):
+                epoch, index = position // size, position % size
+                chosen = tf.random.experimental.index_shuffle(
+                    index, tf.stack([tf.constant(seed, tf.int64), epoch]), size - 1)
+                item = [tf.gather(t, chosen * shards + shard) for t in source.table]
+                return source.read_item(*item)
+            return tf.data.Dataset.range(skip, 2**62).map(example)
+        if source.files is not None:
+            files = tf.constant(source.files)
+            size = len(range(shard, source.num_examples, shards))
+            first_epoch, within = divmod(skip, size)
+
+            def epoch(index):
+                order = tf.random.experimental.index_shuffle(
+                    tf.range(len(source.files), dtype=tf.int64),
+                    tf.stack([tf.constant(seed, tf.int64), index]), len(source.files) - 1)
+                records = source.read_files(tf.gather(files, order)).shard(shards, shard)
+                # an epoch is `size` records, as the step plan counts it, whatever the files hold
+                records = records.repeat().take(size)
+                return records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+            records = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(within)
+            return records.map(source.parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = source.dataset.shard(shards, shard) if shards > 1 else source.dataset
+        if self.config.cache and not source.in_memory:
+            ds = ds.cache()
+        return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat().skip(skip)
+
     def dataset(self, batch_size: int, image_size: int, augmentation: Augmentation | None = None,
                 input_context: tf.distribute.InputContext | None = None,
                 seed: int | None = None, skip: int = 0) -> tf.data.Dataset:
@@ -101,19 +143,19 @@ class DataInput:
 
         Training order and randomness depend only on `seed` (default: the DataInput's) and
         the example's position, so `skip=n` continues exactly where a pipeline that yielded
-        n examples (n a multiple of `batch_size`) stopped: how training resumes.
+        n examples (n a multiple of `batch_size`) stopped: how training resumes. Each epoch
+        has its own seeded order, so a resume reads at most one epoch to get there.
         """
         aug = augmentation or self.augmentation()
         seed = self.seed if seed is None else seed
-        ds = self.source.dataset
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        if self.config.cache and not self.source.in_memory:
-            ds = ds.cache()
         if self.is_training:
-            ds = ds.shuffle(self.config.shuffle_buffer, seed=seed,
-                            reshuffle_each_iteration=True).repeat()
-            ds = ds.skip(skip)
+            ds = self._training_examples(seed, skip, input_context)
+        else:
+            ds = self.source.dataset
+            if input_context is not None and input_context.num_input_pipelines > 1:
+                ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            if self.config.cache and not self.source.in_memory:
+                ds = ds.cache()
         ds = ds.enumerate(start=skip).map(self._preprocess(image_size, aug, seed),
                                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=self.is_training,
@@ -126,3 +168,4 @@ class DataInput:
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+

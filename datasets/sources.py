@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -22,6 +23,11 @@ from .registry import DatasetSpec, get_split
 
 @dataclasses.dataclass
 class Source:
+    """A split's examples. Besides the in-order `dataset`, a source that allows it says how
+    to reach any example directly (`table` and `read_item`: the examples' tensors, first axis
+    the example) or any file (`files` and `read_files`), so that training can start an epoch
+    in any order, and resume, without reading what came before."""
+
     dataset: tf.data.Dataset
     num_examples: int | None
     class_names: list[str]
@@ -29,6 +35,34 @@ class Source:
     origin: str  # where the data came from, for logs
     skipped: list[str] = dataclasses.field(default_factory=list)
     in_memory: bool = False  # already in memory: caching would only copy it
+    table: tuple | None = None
+    read_item: Callable | None = None  # one element of `table` -> (image, label)
+    files: list[str] | None = None
+    read_files: Callable | None = None  # a string tensor of files -> dataset of records
+    parse: Callable | None = None  # a record -> (image, label)
+
+    def first(self, count: int) -> Source:
+        """The source of the first `count` examples."""
+        if self.table is not None:
+            table = tuple(t[:count] for t in self.table)
+            return dataclasses.replace(self, dataset=_table_dataset(table, self.read_item),
+                                       num_examples=count, table=table)
+        return dataclasses.replace(self, dataset=self.dataset.take(count), num_examples=count,
+                                   files=None, read_files=None, parse=None)
+
+
+def _table_dataset(table: tuple, read_item: Callable) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(table).map(read_item)
+
+
+def _table_source(table: tuple, read_item: Callable, class_names: list[str], encoded: bool,
+                  origin: str, **kwargs) -> Source:
+    return Source(_table_dataset(table, read_item), int(table[0].shape[0]), class_names, encoded,
+                  origin, table=table, read_item=read_item, **kwargs)
+
+
+def _pair(image, label):
+    return image, label
 
 
 def _tfds_class_names(ds_info, num_classes: int) -> list[str]:
@@ -85,12 +119,17 @@ def load_idx(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
     """MNIST-format files from `data_dir`, else the Debian package's folder, else tfds."""
     file_split = get_split(spec, split).tfds_split  # 'train' or 'test'
     places = [d for d in (data_dir, spec.debian_dir) if d]
+    missing = idx.missing_files(data_dir, file_split) if data_dir else []
+    if missing:  # never mix a user's files with the Debian package's
+        raise UserError(f"--data_dir {data_dir} holds IDX files but not {', '.join(missing)}[.gz] "
+                        f"of the {file_split} split; add them there, or leave --data_dir unset "
+                        f"to use {spec.debian_dir or 'tfds'}")
     for directory in places:
         if idx.has_idx_files(directory, file_split):
             images, labels = idx.load_idx(directory, file_split, spec.num_classes)
-            dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-            return Source(dataset, len(labels), list(spec.class_names), False,
-                          f"idx:{directory}/{file_split}", in_memory=True)
+            return _table_source((tf.constant(images), tf.constant(labels)), _pair,
+                                 list(spec.class_names), False, f"idx:{directory}/{file_split}",
+                                 in_memory=True)
     tried = [f"IDX files ({'/'.join(idx.FILES[file_split])}[.gz]) in {d}"
              + (f" (apt-get install {spec.debian_package})" if d == spec.debian_dir else "")
              for d in places]
@@ -127,19 +166,20 @@ def load_tfrecord(spec: DatasetSpec, split: str, data_dir: str | None) -> Source
     if not files:
         raise UserError(f"no TFRecord files {info.files!r} (slice {info.file_slice}) in "
                         f"{data_dir} for {spec.name!r} split {split!r}")
-    dataset = tf.data.TFRecordDataset(files).map(_tfrecord_parser(spec))
+    parse = _tfrecord_parser(spec)
     names = list(spec.class_names or [str(i) for i in range(spec.num_classes)])
-    return Source(dataset, info.num_images, names, True, f"tfrecord:{data_dir}/{info.files}")
+    return Source(tf.data.TFRecordDataset(files).map(parse), info.num_images, names, True,
+                  f"tfrecord:{data_dir}/{info.files}", files=files,
+                  read_files=tf.data.TFRecordDataset, parse=parse)
 
 
 def load_imagefolder(spec: DatasetSpec, split: str, data_dir: str | None,
                      val_fraction: float, seed: int) -> Source:
     """A user's folder of class sub-folders (see imagefolder.py)."""
     scan = scan_image_folder(data_dir, split, val_fraction, seed)
-    dataset = tf.data.Dataset.from_tensor_slices((scan.paths, scan.labels))
-    dataset = dataset.map(lambda path, label: (tf.io.read_file(path), label))
-    return Source(dataset, len(scan.paths), scan.class_names, True,
-                  f"imagefolder:{scan.root}", scan.skipped)
+    return _table_source((tf.constant(scan.paths, tf.string), tf.constant(scan.labels)),
+                         lambda path, label: (tf.io.read_file(path), label), scan.class_names,
+                         True, f"imagefolder:{scan.root}", skipped=scan.skipped)
 
 
 def load_synthetic(spec: DatasetSpec, split: str, seed: int, size: int = 64) -> Source:
@@ -147,17 +187,17 @@ def load_synthetic(spec: DatasetSpec, split: str, seed: int, size: int = 64) -> 
     count = get_split(spec, split).num_images
     images = tf.random.stateless_uniform([count, size, size, 3], [seed, len(split)], 0, 256, tf.int32)
     labels = tf.range(count, dtype=tf.int64) % spec.num_classes
-    dataset = tf.data.Dataset.from_tensor_slices((tf.cast(images, tf.uint8), labels))
-    return Source(dataset, count, list(spec.class_names), False, f"synthetic[{split}]",
-                  in_memory=True)
+    return _table_source((tf.cast(images, tf.uint8), labels), _pair, list(spec.class_names), False,
+                         f"synthetic[{split}]", in_memory=True)
 
 
 def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fraction: float = 0.1,
                 seed: int = 0) -> Source:
     """The examples of `split` of the registry entry `spec`."""
     if data_dir and not os.path.isdir(data_dir) and not data_dir.startswith("gs://"):
-        raise UserError(f"data_dir {data_dir!r} does not exist; pass an existing folder "
-                        f"to --data_dir")
+        what = "is a file, not a folder" if os.path.exists(data_dir) else "does not exist"
+        raise UserError(f"data_dir {data_dir!r} {what}; pass the folder holding the dataset's "
+                        "files to --data_dir")
     if spec.source == "tfds":
         return load_tfds(spec, split, data_dir)
     if spec.source == "idx":

@@ -62,11 +62,18 @@ def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
 
 def load_yaml(path: str) -> dict[str, Any]:
     """Flat overrides from a YAML file (safe-loaded; nested sections or dotted keys)."""
+    if os.path.isdir(path):
+        raise UserError(f"config file {path!r} is a folder; pass a YAML file to --config_file")
     if not os.path.isfile(path):
         raise UserError(f"config file {path!r} does not exist; pass a YAML file to --config_file")
     try:
         with open(path, encoding="utf-8") as f:
             content = yaml.safe_load(f)
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {path!r} is not UTF-8 text (byte {e.start}); save it as "
+                        "UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read config file {path!r}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""

@@ -106,6 +106,9 @@ def version_dir(export_dir: str, version: int, overwrite: bool) -> str:
     """`<export_dir>/<version>`, refused (before any work) if it exists unless `overwrite`."""
     if version < 0:
         raise UserError(f"--export_version={version} must be a non-negative integer")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise UserError(f"--export_dir {export_dir!r} is a file; pass a folder (versions go "
+                        "into <export_dir>/<version>/)")
     target = os.path.join(export_dir, str(version))
     if os.path.exists(target) and not overwrite:
         raise UserError(f"{target} already exists; pass --overwrite to replace it or "

@@ -140,6 +140,10 @@ def test_export_refuses_an_existing_version_unless_overwrite(run, tmp_path):
     export_run(restored, str(tmp_path), overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["16"]  # replaced, no scratch folders left
     assert tf.saved_model.load(path).signatures[BYTES_SIGNATURE] is not None
+    (tmp_path / "a_file").write_text("keep me")
+    with pytest.raises(UserError, match="--export_dir .*a_file' is a file; pass a folder"):
+        export_run(restored, str(tmp_path / "a_file"))
+    assert (tmp_path / "a_file").read_text() == "keep me"
 
 
 def _in_process_labels(run) -> list[int]:

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 import efficientnetv2
-from efficientnetv2 import hparams
+from efficientnetv2 import UserError, hparams
 from efficientnetv2.hparams import parse_value
 
 
@@ -164,3 +164,12 @@ def test_model_arguments_build_the_configured_model():
     model = efficientnetv2.get_model(name, num_classes=3, **overrides)
     assert model.name == "custom" and model.get_layer("top_dropout").rate == 0.5
     assert model.get_layer("head").filters == 16
+
+
+def test_config_file_mistakes_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="is a folder; pass a YAML file"):
+        hparams.build_config("efficientnetv2-b0", "fashion_mnist", str(tmp_path))
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("train:\n  epochs: 3  # r\xe9sum\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"is not UTF-8 text \(byte \d+\); save it as UTF-8"):
+        hparams.build_config("efficientnetv2-b0", "fashion_mnist", str(latin1))

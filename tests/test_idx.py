@@ -42,9 +42,32 @@ def test_damaged_idx_files_are_one_line_errors(tmp_path):
         DataInput(config.data, "eval", False, data_dir=str(tmp_path))
 
 
-def test_missing_data_dir_is_an_error():
+def test_zero_by_zero_images_are_a_one_line_error(tmp_path):
+    write_idx(tmp_path, "test", np.zeros((4, 0, 0)), [1, 2, 3, 4])
+    with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte.gz holds no pixels \(4x0x0"):
+        DataInput(data_config().data, "eval", False, data_dir=str(tmp_path))
+
+
+def test_missing_data_dir_and_a_file_as_data_dir_are_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         DataInput(data_config().data, "train", True, data_dir="/no/such/folder")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        DataInput(data_config().data, "train", True, data_dir=str(tmp_path / "file"))
+
+
+def test_a_split_only_partly_in_data_dir_is_refused_not_mixed(tmp_path):
+    """--data_dir with Fashion-MNIST's train files only: the test split is not silently
+    taken from elsewhere (Debian's package)."""
+    write_idx(tmp_path, "train", np.zeros((4, 28, 28)), [1, 2, 3, 4])
+    train = DataInput(data_config().data, "train", True, data_dir=str(tmp_path))
+    assert train.source.origin == f"idx:{tmp_path}/train"
+    with pytest.raises(UserError, match=r"holds IDX files but not t10k-images-idx3-ubyte, "
+                                         r"t10k-labels-idx1-ubyte\[.gz\] of the test split"):
+        DataInput(data_config().data, "eval", False, data_dir=str(tmp_path))
+    os.remove(tmp_path / "train-labels-idx1-ubyte.gz")
+    with pytest.raises(UserError, match="but not train-labels-idx1-ubyte"):
+        DataInput(data_config().data, "train", True, data_dir=str(tmp_path))
 
 
 @pytest.mark.skipif(not os.path.isdir(DEBIAN), reason="needs Debian's dataset-fashion-mnist (make data)")

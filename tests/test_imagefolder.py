@@ -1,9 +1,11 @@
 """The user's own image folders, including every kind of bad input."""
 
+import io
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import data_config
 from PIL import Image
 
@@ -50,11 +52,16 @@ def test_bad_files_are_skipped_counted_and_reported(tmp_path):
     (root / "dog" / "zero.png").write_bytes(b"")
     (root / "dog" / "notes.txt").write_text("not an image")
     (root / "dog" / "text.png").write_text("a text file named .png")
-    with pytest.warns(UserWarning, match=r"skipped 4 unreadable image\(s\).*ignored 1 non-image"):
+    _good_folder(root / "dog", classes=("nested",))  # images one level too deep
+    os.symlink(root / "gone.png", root / "cat" / "link.png")
+    with pytest.warns(UserWarning, match=r"skipped 6 unreadable image\(s\).*ignored 1 non-image"):
         scan = scan_image_folder(str(root), "train", val_fraction=0.2)
     reasons = dict(line.rsplit(": ", 1) for line in scan.skipped)
-    assert {os.path.basename(p) for p in reasons} == {"corrupt.jpg", "truncated.jpg", "zero.png", "text.png"}
+    assert {os.path.basename(p) for p in reasons} == {"corrupt.jpg", "truncated.jpg", "zero.png",
+                                                      "text.png", "nested", "link.png"}
     assert reasons[str(root / "dog" / "zero.png")] == "empty file"
+    assert reasons[str(root / "cat" / "link.png")] == "a broken link"
+    assert reasons[str(root / "dog" / "nested")] == "a folder inside a class folder (not read)"
     assert scan.ignored == 1
 
 
@@ -95,3 +102,32 @@ def test_train_and_val_folders(tmp_path):
     assert len(scan_image_folder(str(tmp_path), "train").paths) == 8
     val = scan_image_folder(str(tmp_path), "eval")
     assert len(val.paths) == 4 and all("/val/" in p for p in val.paths)
+
+
+def _jpeg_only_pillow_reads() -> bytes:
+    """A JPEG with one entropy-coded byte set to 0xFF: Pillow decodes it (with a warning),
+    TensorFlow's decoder stops with 'jpeg::Uncompress failed'."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (32, 32, 3), np.uint8)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    for position in range(data.index(b"\xff\xda") + 14, len(data) - 2):
+        damaged = data[:position] + b"\xff" + data[position + 1:]
+        try:
+            Image.open(io.BytesIO(damaged)).load()
+            tf.io.decode_image(damaged, channels=3)
+        except OSError:
+            continue  # Pillow refuses it too
+        except tf.errors.InvalidArgumentError:
+            return damaged
+    raise AssertionError("no such JPEG found: the premise of the test changed")
+
+
+def test_a_jpeg_tensorflow_cannot_decode_is_converted_and_trains(tmp_path):
+    root = _good_folder(tmp_path)
+    (root / "cat" / "odd.jpg").write_bytes(_jpeg_only_pillow_reads())
+    data = DataInput(data_config("imagefolder").data, "train", True, data_dir=str(root), seed=1)
+    assert not data.source.skipped
+    converted = [p.decode() for p in data.source.table[0].numpy() if b"converted" in p]
+    assert len(converted) == 1 and converted[0].endswith(".png")
+    images, _ = next(iter(data.dataset(data.num_examples, 16)))  # every image decodes
+    assert images.shape[0] == data.num_examples

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -102,3 +104,50 @@ def test_augname_none_from_the_command_line(idx_dir):
     config = data_config(hparam_str="data.augname=none")  # parsed as the literal None
     train = DataInput(config.data, "train", True, data_dir=str(idx_dir))
     assert train.augmentation().augname == "none"
+
+
+def _keys(dataset, count):
+    return [image.numpy().tobytes() for image, _ in dataset.take(count)]
+
+
+def test_every_epoch_is_a_new_permutation_and_resume_skips_whole_epochs(train_data):
+    """Training order: each epoch shows every example once, in its own order; a resume late
+    in a run starts at its position without reading the epochs before it."""
+    whole = _keys(train_data._training_examples(3, 0, None), 3 * 40)
+    epochs = [whole[i * 40:(i + 1) * 40] for i in range(3)]
+    split = {image.numpy().tobytes() for image, _ in train_data.source.dataset}
+    assert all(len(e) == 40 and set(e) == split for e in epochs)
+    assert epochs[0] != epochs[1] != epochs[2]
+    reads = []
+
+    def counted(image, label):
+        tf.py_function(lambda: reads.append(1), [], [])
+        return image, label
+    train_data.source = dataclasses.replace(train_data.source, read_item=counted)
+    assert _keys(train_data._training_examples(3, 2 * 40 + 7, None), 10) == whole[87:97]
+    assert len(reads) == 10  # nothing before the position was read
+    shards = [_keys(train_data._training_examples(3, 0, tf.distribute.InputContext(2, i, 1)), 20)
+              for i in range(2)]
+    assert set(shards[0]) | set(shards[1]) == split and not set(shards[0]) & set(shards[1])
+
+
+def test_record_files_epochs_are_permutations_and_resume_inside_one_epoch(tmp_path):
+    """TFRecord sources: a per-epoch order of the files, then the shuffle buffer."""
+    from test_registry import _feature, _jpeg
+
+    for f in range(4):
+        with tf.io.TFRecordWriter(str(tmp_path / f"train-{f:05d}")) as writer:
+            for i in range(5):
+                example = {"image/encoded": _feature(_jpeg(f * 5 + i)),
+                           "image/class/label": _feature([f * 5 + i + 1])}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=example))
+                             .SerializeToString())
+    data = DataInput(data_config("imagenet").data, "trainval", True, data_dir=str(tmp_path))
+    data.source = dataclasses.replace(data.source, num_examples=20)  # the files' count
+
+    def labels(skip, count):
+        return [int(label) for _, label in data._training_examples(1, skip, None).take(count)]
+    whole = labels(0, 60)
+    assert [sorted(whole[i:i + 20]) for i in (0, 20, 40)] == [list(range(20))] * 3
+    assert whole[:20] != whole[20:40]
+    assert labels(43, 10) == whole[43:53]

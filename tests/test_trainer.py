@@ -258,3 +258,51 @@ def test_another_architectures_checkpoint_is_refused_and_nothing_is_written(data
         Trainer(wider, str(run), verbose=False).train()
     assert "\n" not in str(error.value)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+ONE_STAGE = ",train.stages=0"
+
+
+def _eval_steps(run) -> list[int]:
+    return [int(r["step"]) for r in reporting.read_log(str(run / reporting.LOG_FILE))
+            if r["kind"] == "eval"]
+
+
+def test_a_second_run_into_the_folder_is_refused_and_a_stale_lock_is_not(data_dir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = tiny_config(data_dir, ",train.epochs=1" + ONE_STAGE)
+    with checkpoints.run_lock(str(run)):  # another run holds the folder
+        with pytest.raises(UserError, match=r"in use by another run \(pid \d+ on .* since "):
+            Trainer(config, str(run), verbose=False).train()
+    assert not (run / "checkpoint").exists()
+    (run / checkpoints.LOCK_FILE).write_text("pid 99999 on a killed run's host\n")  # stale
+    Trainer(config, str(run), verbose=False).train()
+    assert (run / "checkpoint").exists() and not (run / checkpoints.LOCK_FILE).exists()
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(tiny_config(data_dir, ",train.epochs=2" + ONE_STAGE), str(run), verbose=False).train()
+    data_file = next(run.glob("ckpt-16.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:100])  # truncated by a full disk, say
+    trainer = Trainer(tiny_config(data_dir, ",train.epochs=3" + ONE_STAGE), str(run))
+    trainer.train()
+    out = capsys.readouterr().out
+    assert "ckpt-16 is damaged" in out and f"resumed from {run / 'ckpt-8'}: step 8" in out
+    assert trainer.step == 24
+
+
+def test_a_lost_evaluation_is_run_on_resume_and_a_rerun_adds_no_rows(data_dir, tmp_path):
+    """A kill after an epoch's checkpoint and before its evaluation: the resumed run
+    evaluates that checkpoint first; rerunning a finished run writes no second final row."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(data_dir, ",train.epochs=2" + ONE_STAGE), str(run),
+            verbose=False).train(eval_every_epoch=True)
+    log_path = run / reporting.LOG_FILE
+    rows = log_path.read_text().splitlines()
+    log_path.write_text("\n".join(r for r in rows if not r.startswith("eval,16,")) + "\n")
+    longer = tiny_config(data_dir, ",train.epochs=3" + ONE_STAGE)
+    for _ in range(2):  # resume, then rerun the finished run
+        Trainer(longer, str(run), verbose=False).train(eval_every_epoch=True)
+        assert _eval_steps(run) == [8, 16, 24]

@@ -3,9 +3,14 @@ moment leaves the previous checkpoint intact; waiting for new ones (eval mode)."
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +21,7 @@ from efficientnetv2.errors import UserError
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
+LOCK_FILE = "run.lock"
 
 
 def check_writable(directory: str) -> None:
@@ -29,6 +35,52 @@ def check_writable(directory: str) -> None:
     except OSError as e:
         raise UserError(f"--model_dir {directory!r} is not writable ({e.strerror or e}); "
                         "choose another directory or fix its permissions / free space") from None
+
+
+@contextlib.contextmanager
+def run_lock(directory: str):
+    """Holds `directory` for this process while training writes it: a second run into the
+    same folder is refused with a UserError naming the first. The lock is the kernel's
+    (flock on `run.lock`), released when the process ends however it ends, so the file a
+    killed run leaves behind does not block a resume; a run that ends removes the file.
+    Folders on remote filesystems (gs://) are not locked."""
+    if "://" in directory:
+        yield
+        return
+    path = os.path.join(directory, LOCK_FILE)
+    handle = _acquire(path)
+    try:
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: "
+                     f"{' '.join(sys.argv)[:300]}\n")
+        handle.flush()
+        yield
+    finally:
+        os.remove(path)
+        handle.close()
+
+
+def _acquire(path: str):
+    """The locked, emptied lock file at `path` (retrying if the holder removed it meanwhile)."""
+    while True:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held by run_lock)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"{os.path.dirname(path)} is in use by another run ({holder}); "
+                            "wait for it to end or stop it, or pass another --model_dir") from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
+            return handle
+        handle.close()
 
 
 class Checkpoints:
@@ -56,18 +108,28 @@ class Checkpoints:
         """The latest checkpoint in `directory` (the chief's, on every worker)."""
         return tf.train.latest_checkpoint(self.directory)
 
-    def restore_latest(self) -> str | None:
-        """Restores the latest checkpoint if there is one; returns its path."""
-        path = self.latest
-        if path:
+    def restore_latest(self, log=print) -> str | None:
+        """Restores the latest intact checkpoint, if any; returns its path. A damaged one (a
+        truncated or unreadable file) is reported and passed over for the one before it; one
+        of another architecture is refused, with nothing written."""
+        state = tf.train.get_checkpoint_state(self.directory)
+        if not state or not state.model_checkpoint_path:
+            return None
+        paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+        paths = [os.path.join(self.directory, p) for p in reversed(paths)]
+        for path in paths:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as e:
+                return path
+            except (tf.errors.OpError, IndexError) as e:  # unreadable: try the one before
+                log(f"{path} is damaged ({_first_line(e)}); trying the checkpoint before it")
+            except (ValueError, AssertionError) as e:
                 raise UserError(
                     f"{self.directory} holds a checkpoint of another run ({path}: "
-                    f"{str(e).splitlines()[0][:200]}); nothing was changed: give a new "
-                    "--model_dir, or the same config as that run to resume it") from None
-        return path
+                    f"{_first_line(e)}); nothing was changed: give a new --model_dir, or the "
+                    "same config as that run to resume it") from None
+        raise UserError(f"every checkpoint in {self.directory} is damaged ({', '.join(paths)}); "
+                        "move them away to start afresh, or restore them from a backup")
 
     def save(self, step: int) -> str:
         return self._save(self.latest_manager, step)
@@ -107,6 +169,10 @@ class Checkpoints:
         if not self.write:
             shutil.rmtree(manager.directory, ignore_errors=True)
         return path
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def wait_for_checkpoints(directory: str, timeout: float, poll: float = 5.0) -> Iterator[str]:

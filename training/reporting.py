@@ -36,9 +36,11 @@ class MetricsLog:
         self.path = os.path.join(directory, LOG_FILE)
         self.enabled = enabled
         self.writers = {}
+        self.evaluated = set()  # (step, image size) of the eval rows
         if not enabled:
             return
         rows = [r for r in read_log(self.path) if int(r["step"]) <= resume_step] if resume_step else []
+        self.evaluated = {(int(r["step"]), int(r["image_size"])) for r in rows if r["kind"] == "eval"}
         with open(self.path, "w", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
@@ -49,6 +51,8 @@ class MetricsLog:
     def write(self, kind: str, step: int, **values) -> None:
         if not self.enabled:
             return
+        if kind == "eval":
+            self.evaluated.add((step, values["image_size"]))
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, FIELDS).writerow({"kind": kind, "step": step, **values})
         with self.writers[kind].as_default(step=step):

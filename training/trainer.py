@@ -90,6 +90,9 @@ class Trainer:
         with config.unlocked():
             config.model.num_classes = self.num_classes
         self.class_names = data.class_names
+        for split in filter(None, (self.train_data, self.eval_data)):
+            count = f"{split.num_examples:,}" if split.num_examples is not None else "unknown"
+            self._log(f"data: {split.split} split from {split.source.origin} ({count} images)")
         self._eval_fns = {}  # image size -> compiled evaluation
         self.loss_type = hparams.loss_type(config)
         self.stages = all_stages(config)
@@ -226,11 +229,18 @@ class Trainer:
 
     # ----------------------------------------------------------------- train
     def train(self, eval_every_epoch: bool = False) -> EvalResult | None:
-        """Trains to the end (resuming from the latest checkpoint), evaluates, plots."""
+        """Trains to the end (resuming from the latest checkpoint), evaluates, plots. The
+        chief holds the run folder meanwhile: a second run into it is refused."""
+        if not self.chief:
+            return self._train(eval_every_epoch)
+        checkpoints.check_writable(self.model_dir)
+        with checkpoints.run_lock(self.model_dir):
+            return self._train(eval_every_epoch)
+
+    def _train(self, eval_every_epoch: bool) -> EvalResult | None:
         plan, config = self.plan, self.config
-        restored = self.checkpoints.restore_latest()  # before writing anything: a mismatch
+        restored = self.checkpoints.restore_latest(self._log)  # before writing anything: a mismatch
         if self.chief:                                  # must leave the folder as it was
-            checkpoints.check_writable(self.model_dir)
             hparams.save_config(config, self.model_dir)
             runs.write_class_names(self.model_dir, self.class_names)
         start = self.step
@@ -246,6 +256,12 @@ class Trainer:
                   + ", ".join(f"{s.image_size}px" for s in self.stages)
                   + f"; eval at {config.eval.isize}px; {describe_recipe(config)}")
         result = None
+        evaluated_here = start % plan.steps_per_epoch == 0 or plan.stage_start(plan.stage_of(start)) == start
+        if restored and eval_every_epoch and evaluated_here and start < plan.total_steps:
+            # a kill between an epoch's checkpoint and its evaluation: evaluate it now
+            size = self._eval_size(self.stages[plan.stage_of(start - 1)])
+            if (start, size) not in log.evaluated:
+                result = self.evaluate_and_log(log, size)
         try:
             while self.step < plan.total_steps:
                 result = self._train_stage(self.stages[plan.stage_of(self.step)], log, progress,
@@ -256,7 +272,8 @@ class Trainer:
                       "command to resume")
             raise SystemExit(130) from None
         if result is None or result.step != self.step or result.image_size != config.eval.isize:
-            result = self.evaluate_and_log(log)
+            logged = (self.step, config.eval.isize) in log.evaluated  # a finished run, rerun
+            result = self.evaluate_and_log(None if logged else log)
         if self.chief:
             path = reporting.plot_curves(log.path, os.path.join(self.model_dir, reporting.CURVES_FILE),
                                          f"{config.model.model_name} on {config.data.ds_name}")
