@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, first_line
 
 from . import idx
 from .imagefolder import scan_image_folder
@@ -103,9 +103,8 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
         try:
             dataset, ds_info = load(download=True)
         except Exception as e:  # tfds raises many types for a missing or unreachable dataset.
-            first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}); "
-                            f"tfds said: {first_line}. Prepare it with tfds or pass --data_dir "
+                            f"tfds said: {first_line(e)}. Prepare it with tfds or pass --data_dir "
                             f"(see README.md, Data)") from None
     try:
         num = ds_info.splits[info.tfds_split].num_examples

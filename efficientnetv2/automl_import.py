@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, first_line
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 BN = "tpu_batch_normalization"
@@ -92,7 +92,7 @@ def read_automl_checkpoint(model: keras.Model, path: str, use_ema: bool = True
     try:
         reader = tf.train.load_checkpoint(path)
     except (tf.errors.OpError, ValueError) as e:
-        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     shapes = reader.get_variable_to_shape_map()
     prefix = _model_prefix(set(shapes), path)
     has_ema = any(n.endswith(EMA_SUFFIX) for n in shapes)

@@ -6,3 +6,10 @@ class UserError(ValueError):
 
     The command line prints it as one line and exits non-zero, never as a traceback.
     """
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name if none), for the
+    one-line errors that quote a library's error."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()),
+                type(error).__name__)[:limit]

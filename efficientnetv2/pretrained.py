@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnetv2.automl_import import read_automl_checkpoint
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.weights import keras_applications_values
 
 CLASSIFIER = "predictions"
@@ -139,7 +139,7 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
         try:
             twin.load_weights(path)
         except ValueError as e:
-            raise UserError(f"cannot load {path}: {str(e).splitlines()[0]}; a .weights.h5 file "
+            raise UserError(f"cannot load {path}: {first_line(e)}; a .weights.h5 file "
                             "must come from model.save_weights of the same architecture") from None
         return copy_layers(model, layer_values(twin), path)
     if path.endswith(".h5"):

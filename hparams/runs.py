@@ -13,7 +13,7 @@ import tensorflow as tf
 import yaml
 
 import efficientnetv2
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, first_line
 
 from . import CONFIG_FILENAME, model_arguments
 
@@ -115,7 +115,7 @@ def restore_model(path: str, use_ema: bool = True) -> RestoredModel:
     try:
         tf.train.Checkpoint(model=model, ema=averages).restore(checkpoint).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as e:
-        raise UserError(f"cannot restore {checkpoint}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot restore {checkpoint}: {first_line(e)}") from None
     saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
              if key.startswith("ema/")}
     ema = use_ema and bool(saved)

@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY_BLOCKS, idx_folder
 from test_main import ROOT, run_main
 
@@ -57,7 +59,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_workers_on_localhost_finish_and_agree(data_dir, tmp_path):
+def _start_workers(data_dir, model_dir, epochs: int) -> list[subprocess.Popen]:
+    """Two main.py workers of one MultiWorkerMirroredStrategy run on 127.0.0.1."""
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     processes = []
     for index in range(2):
@@ -65,17 +68,66 @@ def test_two_workers_on_localhost_finish_and_agree(data_dir, tmp_path):
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
             [sys.executable, "main.py", "--mode=train", "--model_name=custom",
-             "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}",
-             f"--model_dir={tmp_path / 'run'}",
-             f"--hparam_str={SAME_MATH},train.epochs=1,runtime.strategy=multiworker"],
+             "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+             f"--hparam_str={SAME_MATH},train.epochs={epochs},runtime.strategy=multiworker"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def _finish(processes) -> list[str]:
     outputs = []
     for process in processes:
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
         outputs.append(stdout)
+    return outputs
+
+
+def _weights(checkpoint: str) -> dict:
+    reader = tf.train.load_checkpoint(checkpoint)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith("model/")}
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory):
+    """An uninterrupted two-worker run of 2 epochs (16 steps)."""
+    root = tmp_path_factory.mktemp("multiworker")
+    data_dir = idx_folder(root / "data", 128, 40, seed=1)
+    outputs = _finish(_start_workers(data_dir, root / "run", epochs=2))
+    return {"data": data_dir, "dir": root / "run", "outputs": outputs}
+
+
+def test_two_workers_on_localhost_finish_and_agree(two_worker_run):
+    outputs, run = two_worker_run["outputs"], two_worker_run["dir"]
     finals = [next(line for line in out.splitlines() if line.startswith("final:")) for out in outputs]
     assert finals[0] == finals[1]
     assert "2 replica(s)" in outputs[0]
-    assert os.path.exists(tmp_path / "run" / "ckpt-8.index")  # written by the chief only
-    assert len(train_losses(tmp_path / "run")) == 8
+    assert os.path.exists(run / "ckpt-16.index")  # written by the chief only
+    assert len(train_losses(run)) == 16
+
+
+def test_a_killed_worker_stops_the_other_and_a_restart_resumes_exactly(two_worker_run, tmp_path):
+    """SIGKILL worker 1 after the first epoch's checkpoint: worker 0 stops within a bounded
+    time with one line; both restarted with the same command end with the weights of the
+    uninterrupted run."""
+    run = tmp_path / "run"
+    processes = _start_workers(two_worker_run["data"], run, epochs=2)
+    deadline = time.time() + 300
+    while not (run / "ckpt-8.index").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    processes[1].kill()
+    killed = time.time()
+    _, stderr = processes[0].communicate(timeout=120)
+    assert time.time() - killed < 60
+    assert processes[0].returncode == 2
+    assert stderr.strip().splitlines()[-1].startswith(
+        "error: a worker of this multi-worker run stopped (")
+    assert "restart every worker with the same command" in stderr
+    processes[1].communicate()
+    outputs = _finish(_start_workers(two_worker_run["data"], run, epochs=2))
+    assert "resumed from" in outputs[0]
+    resumed, reference = _weights(str(run / "ckpt-16")), _weights(str(two_worker_run["dir"] / "ckpt-16"))
+    assert resumed.keys() == reference.keys() and len(resumed) > 10
+    for name, value in reference.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)

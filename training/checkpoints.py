@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, first_line
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
@@ -122,11 +122,11 @@ class Checkpoints:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
                 return path
             except (tf.errors.OpError, IndexError) as e:  # unreadable: try the one before
-                log(f"{path} is damaged ({_first_line(e)}); trying the checkpoint before it")
+                log(f"{path} is damaged ({first_line(e)}); trying the checkpoint before it")
             except (ValueError, AssertionError) as e:
                 raise UserError(
                     f"{self.directory} holds a checkpoint of another run ({path}: "
-                    f"{_first_line(e)}); nothing was changed: give a new --model_dir, or the "
+                    f"{first_line(e)}); nothing was changed: give a new --model_dir, or the "
                     "same config as that run to resume it") from None
         raise UserError(f"every checkpoint in {self.directory} is damaged ({', '.join(paths)}); "
                         "move them away to start afresh, or restore them from a backup")
@@ -169,10 +169,6 @@ class Checkpoints:
         if not self.write:
             shutil.rmtree(manager.directory, ignore_errors=True)
         return path
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def wait_for_checkpoints(directory: str, timeout: float, poll: float = 5.0) -> Iterator[str]:

@@ -26,7 +26,7 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.hparams import runs
 
 from . import checkpoints, optimization, reporting
@@ -271,6 +271,15 @@ class Trainer:
             self._log(f"\ninterrupted: saved {path} at step {self.step}; rerun the same "
                       "command to resume")
             raise SystemExit(130) from None
+        except (tf.errors.UnavailableError, tf.errors.AbortedError,
+                tf.errors.DeadlineExceededError) as e:
+            if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                raise
+            latest = self.checkpoints.latest
+            raise UserError(
+                f"a worker of this multi-worker run stopped ({first_line(e)}); the last "
+                f"checkpoint is {latest or 'none'} (step {runs.step_of(latest) if latest else 0}):"
+                " restart every worker with the same command to resume from it") from None
         if result is None or result.step != self.step or result.image_size != config.eval.isize:
             logged = (self.step, config.eval.isize) in log.evaluated  # a finished run, rerun
             result = self.evaluate_and_log(None if logged else log)
@@ -420,7 +429,7 @@ class Trainer:
             self.checkpoints.checkpoint.restore(path).expect_partial()
         except (tf.errors.OpError, ValueError, AssertionError) as e:
             raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
-                            f"{self.num_classes} classes: {str(e).splitlines()[0]}") from None
+                            f"{self.num_classes} classes: {first_line(e)}") from None
         return self.evaluate_and_log()
 
 
