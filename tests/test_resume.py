@@ -13,11 +13,11 @@ from conftest import TINY_BLOCKS, idx_folder
 from test_main import ROOT
 
 # 192 images, batch 8: 24 steps per epoch, 4 epochs in 2 stages (stage boundary at step 48).
-# Mixup, cutmix, RandAugment, dropout and stochastic depth are on; XLA is on (the default).
+# Mixup, cutmix, RandAugment, dropout and stochastic depth are on; XLA off (the CPU default).
 RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
        "model.dropout_rate=0.3,model.survival_prob=0.5,train.epochs=4,train.batch_size=8,"
        "train.stages=2,train.sched=true,train.isize=24,data.ibase=16,eval.isize=24,"
-       "eval.batch_size=16,runtime.iterations_per_loop=4,runtime.xla=true,data.shuffle_buffer=64,"
+       "eval.batch_size=16,runtime.iterations_per_loop=4,runtime.xla=false,data.shuffle_buffer=64,"
        "data.mixup_alpha=0.4,data.cutmix_alpha=0.5,data.ram=10,train.lr_warmup_epoch=1,"
        "train.weight_decay_inc=1.0")
 STEPS_PER_EPOCH, TOTAL = 24, 96
