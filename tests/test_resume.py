@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import TINY_BLOCKS, idx_folder
 from test_main import ROOT
 
-# 192 images, batch 8: 24 steps per epoch, 4 epochs in 2 stages (stage boundary at step 48).
+# 96 images, batch 8: 12 steps per epoch, 4 epochs in 2 stages (stage boundary at step 24).
 # Mixup, cutmix, RandAugment, dropout and stochastic depth are on; XLA off (the CPU default).
 RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
        "model.dropout_rate=0.3,model.survival_prob=0.5,train.epochs=4,train.batch_size=8,"
@@ -20,12 +20,12 @@ RUN = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
        "eval.batch_size=16,runtime.iterations_per_loop=4,runtime.xla=false,data.shuffle_buffer=64,"
        "data.mixup_alpha=0.4,data.cutmix_alpha=0.5,data.ram=10,train.lr_warmup_epoch=1,"
        "train.weight_decay_inc=1.0")
-STEPS_PER_EPOCH, TOTAL = 24, 96
+STEPS_PER_EPOCH, TOTAL = 12, 48
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return idx_folder(tmp_path_factory.mktemp("data"), 192, 20, seed=2)
+    return idx_folder(tmp_path_factory.mktemp("data"), 96, 20, seed=2)
 
 
 def start(data_dir, model_dir) -> subprocess.Popen:
@@ -80,9 +80,9 @@ def test_sigkill_mid_stage_and_at_the_stage_boundary(data_dir, tmp_path, referen
     assert code == -signal.SIGKILL
     process = start(data_dir, model_dir)  # resumes in the middle of stage 1
     code, stdout = interrupt_after(process, model_dir, 2 * STEPS_PER_EPOCH, signal.SIGKILL)
-    assert "resumed from" in stdout and "step 24, epoch 2, stage 1" in stdout
+    assert "resumed from" in stdout and f"step {STEPS_PER_EPOCH}, epoch 2, stage 1" in stdout
     stdout = finish(start(data_dir, model_dir))  # resumes at the start of stage 2
-    assert "step 48, epoch 3, stage 2" in stdout and "stage 1/2" not in stdout
+    assert f"step {2 * STEPS_PER_EPOCH}, epoch 3, stage 2" in stdout and "stage 1/2" not in stdout
     assert_same(weights(model_dir, TOTAL), reference)
 
 
