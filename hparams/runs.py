@@ -114,7 +114,7 @@ def restore_model(path: str, use_ema: bool = True) -> RestoredModel:
                 for v in model.trainable_variables}
     try:
         tf.train.Checkpoint(model=model, ema=averages).restore(checkpoint).expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:  # IndexError: truncated
         raise UserError(f"cannot restore {checkpoint}: {first_line(e)}") from None
     saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
              if key.startswith("ema/")}

@@ -36,7 +36,8 @@ def test_summary_of_a_custom_architecture_at_a_given_size():
     (["--hparam_str=train.epoch=1"], "error: --hparam_str: unknown config key 'train.epoch'"),
     (["--mode=summary", "--dataset_cfg=nope"], "error: unknown dataset config 'nope'"),
     (["--mode=nope"], "error: flag --mode=nope: value should be one of <summary|train"),
-    (["--top_k=-2", "--image_size=0"], "error: flag --top_k=-2: -2 is not a positive integer"),
+    (["--top_k=0"], "error: flag --top_k=0: 0 is not a positive integer"),
+    (["--image_size=0"], "error: flag --image_size=0: 0 is not a positive integer"),
 ])
 def test_user_errors_are_one_line_with_exit_2(args, message):
     result = run_main("--mode=summary", *args)

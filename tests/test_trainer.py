@@ -306,3 +306,10 @@ def test_a_lost_evaluation_is_run_on_resume_and_a_rerun_adds_no_rows(data_dir, t
     for _ in range(2):  # resume, then rerun the finished run
         Trainer(longer, str(run), verbose=False).train(eval_every_epoch=True)
         assert _eval_steps(run) == [8, 16, 24]
+
+
+def test_a_model_dir_too_long_for_the_files_of_a_run_is_one_line(tmp_path):
+    deep = str(tmp_path / "/".join(["d" * 200] * 20))  # about 4,000 characters
+    with pytest.raises(UserError, match=r"--model_dir is [\d,]+ characters long; .* choose a shorter"):
+        checkpoints.check_writable(deep)
+    checkpoints.check_writable(str(tmp_path / "run"))  # an ordinary one passes

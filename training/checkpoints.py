@@ -24,8 +24,20 @@ BEST_FILE = "best.json"
 LOCK_FILE = "run.lock"
 
 
+# The longest path a run writes below its model_dir (TensorBoard's event files, with the host
+# name inside, and export versions), with room to spare.
+LONGEST_FILE_IN_RUN = 255
+
+
 def check_writable(directory: str) -> None:
-    """Fails with a UserError, before any training, if `directory` cannot be written."""
+    """Fails with a UserError, before any training, if `directory` cannot be written, or is
+    so deep that the files a run writes in it would pass the system's path-length limit."""
+    path = os.path.abspath(directory)
+    limit = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+    if len(path) + LONGEST_FILE_IN_RUN >= limit:
+        raise UserError(f"--model_dir is {len(path):,} characters long; the files a run writes "
+                        f"in it would pass this system's {limit:,}-character path limit: choose "
+                        "a shorter path")
     try:
         os.makedirs(directory, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_test") as f:

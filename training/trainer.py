@@ -427,7 +427,7 @@ class Trainer:
         """Restores `path` (model, EMA) and evaluates it."""
         try:
             self.checkpoints.checkpoint.restore(path).expect_partial()
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
             raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
                             f"{self.num_classes} classes: {first_line(e)}") from None
         return self.evaluate_and_log()
