@@ -106,8 +106,9 @@ class DataInput:
         source, buffer = self.source, self.config.shuffle_buffer
         shards, shard = ((context.num_input_pipelines, context.input_pipeline_id)
                          if context else (1, 0))
+        if source.table is not None or source.files is not None:
+            size = len(range(shard, source.num_examples, shards))  # this shard's epoch
         if source.table is not None:
-            size = len(range(shard, source.num_examples, shards))
 
             def example(position):
                 epoch, index = position // size, position % size
@@ -118,7 +119,6 @@ class DataInput:
             return tf.data.Dataset.range(skip, 2**62).map(example)
         if source.files is not None:
             files = tf.constant(source.files)
-            size = len(range(shard, source.num_examples, shards))
             first_epoch, within = divmod(skip, size)
 
             def epoch(index):
@@ -168,4 +168,3 @@ class DataInput:
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
-
