@@ -73,6 +73,9 @@ flags.DEFINE_integer("study_isize", None, "--mode=study: train and eval image si
 flags.DEFINE_integer("study_examples", 0, "--mode=study: train on the first N examples (0: all).")
 flags.DEFINE_integer("study_eval_examples", 0, "--mode=study: evaluate on the first N (0: all).")
 flags.DEFINE_integer("study_batch", 0, "--mode=study: batch size (0: the dataset config's).")
+flags.DEFINE_integer("study_seeds", 1, "--mode=study: runs of every variant, seeds train.seed, "
+                     "train.seed + 1, ...", lower_bound=1)
+flags.DEFINE_list("study_variants", [], "--mode=study: train only these variants (default: all).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices, so that "
                      "runtime.strategy=gpus runs MirroredStrategy without GPUs (for trying out).")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (runtime.strategy=tpu).")
@@ -252,7 +255,8 @@ def run_study() -> None:
                                FLAGS.study_batch)
     out_dir = FLAGS.model_dir or os.path.join("runs", f"study-{FLAGS.study}-{FLAGS.dataset_cfg}")
     results = studies.run_study(FLAGS.study, sizes, FLAGS.dataset_cfg, out_dir, FLAGS.model_name,
-                                FLAGS.data_dir, FLAGS.hparam_str)
+                                FLAGS.data_dir, FLAGS.hparam_str, seeds=FLAGS.study_seeds,
+                                variants=FLAGS.study_variants, config_file=FLAGS.config_file)
     print(studies.format_table(results))
     print(f"written: {out_dir}/{studies.TABLE_FILE}, {out_dir}/{studies.CURVES_FILE}")
 

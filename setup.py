@@ -41,6 +41,6 @@ setup(
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # Hugging Face's `datasets` is installed for the test that both packages coexist.
-        "test": ["pytest>=8", "datasets>=3", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6"],
     },
 )

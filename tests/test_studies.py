@@ -1,37 +1,103 @@
 """Ablation studies and the speed benchmark at toy sizes: they run, and their tables and PNG
 come from the runs."""
 
+import dataclasses
 import os
+import shutil
 
 import pytest
-from conftest import idx_folder
+import yaml
+from conftest import TINY_BLOCKS, idx_folder
 from test_main import run_main
 
 from efficientnetv2 import decode_block_strings
+from efficientnetv2.errors import UserError
 from efficientnetv2.training import benchmark, reporting, studies
 from efficientnetv2.training.progressive import all_stages
 
-TOY = studies.StudySizes(width=0.25, depth=0.25, epochs=2, image_size=16, train_examples=64,
+TOY = studies.StudySizes(width=0.25, depth=0.25, epochs=1, image_size=16, train_examples=64,
                          eval_examples=32, batch_size=16)
 
 
-def test_depth_drop_study_writes_a_table_and_png_from_its_runs(tmp_path):
-    data = idx_folder(str(tmp_path / "data"), 64, 32)
-    out = str(tmp_path / "study")
-    results = studies.run_study("depth_drop", TOY, "fashion_mnist", out, "efficientnetv2-b0",
-                                data, "train.stages=0,runtime.xla=false", verbose=False)
-    assert [r.name for r in results] == ["survival-1.0", "survival-0.8", "survival-0.5"]
+TINY_STRING = "train.stages=0,runtime.xla=false,model.feature_size=32,model.blocks=" + "|".join(
+    TINY_BLOCKS)
+VARIANTS = ["survival-1.0", "survival-0.5"]
+
+
+def _depth_drop(out, data, sizes=TOY, seeds=2):
+    return studies.run_study("depth_drop", sizes, "fashion_mnist", out, "custom", data,
+                             TINY_STRING, verbose=False, seeds=seeds, variants=VARIANTS)
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """Two variants of the depth-drop study, two seeds each, on a tiny network."""
+    root = tmp_path_factory.mktemp("study")
+    data = idx_folder(str(root / "data"), 64, 32)
+    out = str(root / "study")
+    return _depth_drop(out, data), out, data
+
+
+def test_study_table_and_png_come_from_every_seed_s_log(finished_study):
+    summaries, out, _ = finished_study
+    assert [s.name for s in summaries] == VARIANTS
     table = open(os.path.join(out, studies.TABLE_FILE)).read()
-    for r in results:
-        rows = reporting.read_log(os.path.join(r.run_dir, reporting.LOG_FILE))
-        last_eval = [row for row in rows if row["kind"] == "eval"][-1]
-        assert r.top1 == pytest.approx(float(last_eval["accuracy"]), abs=1e-6)
-        assert f"| {r.name} | {r.params:,} |" in table and f"{100 * r.top1:.2f}% |" in table
-        assert r.images_per_sec > 0 and r.wall_seconds > 0
-    configs = [open(os.path.join(r.run_dir, "config.yaml")).read() for r in results]
-    assert "survival_prob: null" in configs[0] and "survival_prob: 0.5" in configs[2]
-    assert "width_coefficient: 0.25" in configs[0]
+    for s in summaries:
+        assert [r.seed for r in s.runs] == [0, 1]
+        finals = []
+        for r in s.runs:
+            assert r.run_dir == os.path.join(out, s.name, f"seed{r.seed}")
+            rows = reporting.read_log(os.path.join(r.run_dir, reporting.LOG_FILE))
+            finals.append(float([row for row in rows if row["kind"] == "eval"][-1]["accuracy"]))
+            assert r.seconds == pytest.approx(sum(float(row["seconds"]) for row in rows))
+            config = yaml.safe_load(open(os.path.join(r.run_dir, "config.yaml")))
+            assert config["train"]["seed"] == r.seed
+            assert f"| {s.name} | {r.seed} | {100 * r.top1:.2f}% |" in table
+            assert r.images_per_sec > 0 and r.latency_ms > 0
+        assert s.top1 == pytest.approx(finals, abs=1e-6)
+        mean = 100 * sum(finals) / len(finals)
+        assert (f"| {s.name} | 2 | {s.runs[0].params:,} |" in table
+                and f"| {mean:.2f}% | {100 * min(finals):.2f}-{100 * max(finals):.2f}% |" in table)
+    config = open(os.path.join(summaries[1].runs[0].run_dir, "config.yaml")).read()
+    assert "survival_prob: 0.5" in config and "width_coefficient: 0.25" in config
+    assert "Ranking by mean top-1: " in table
     assert os.path.getsize(os.path.join(out, studies.CURVES_FILE)) > 20_000
+
+
+def test_a_rerun_study_skips_finished_runs_and_adds_seeds(finished_study, tmp_path, monkeypatch):
+    _, out, data = finished_study
+    copy = str(tmp_path / "study")
+    shutil.copytree(out, copy)
+    os.remove(os.path.join(copy, "survival-0.5", "seed1", studies.RESULT_FILE))  # killed late
+    trained = []
+    real_run = studies.run_variant
+    monkeypatch.setattr(studies, "run_variant",
+                        lambda name, config, run_dir, verbose: trained.append(run_dir)
+                        or real_run(name, config, run_dir, verbose))
+    summaries = _depth_drop(copy, data, seeds=3)
+    assert trained == [os.path.join(copy, "survival-1.0", "seed2"),
+                       os.path.join(copy, "survival-0.5", "seed1"),
+                       os.path.join(copy, "survival-0.5", "seed2")]
+    assert [len(s.runs) for s in summaries] == [3, 3]
+    before = {(s.name, r.seed): r.top1 for s in finished_study[0] for r in s.runs}
+    after = {(s.name, r.seed): r.top1 for s in summaries for r in s.runs}
+    assert {k: after[k] for k in before} == pytest.approx(before, abs=1e-6)
+    rows = reporting.read_log(os.path.join(copy, "survival-0.5", "seed1", reporting.LOG_FILE))
+    assert len([row for row in rows if row["kind"] == "eval"]) == TOY.epochs  # no second row
+
+
+def test_a_study_folder_refuses_other_settings(finished_study):
+    _, out, data = finished_study
+    table = open(os.path.join(out, studies.TABLE_FILE)).read()
+    with pytest.raises(UserError, match=r"other settings \(survival-1.0: train.epochs was 1, "
+                                        r"now 2\); rerun with the same flags"):
+        _depth_drop(out, data, dataclasses.replace(TOY, epochs=2))
+    with pytest.raises(UserError, match="holds the 'depth_drop' study"):
+        studies.run_study("training", TOY, "fashion_mnist", out, "custom", data, TINY_STRING,
+                          verbose=False)
+    with pytest.raises(UserError, match="--study_variants: nope not in the 'depth_drop' study"):
+        studies.run_study("depth_drop", TOY, "fashion_mnist", out, variants=["nope"])
+    assert open(os.path.join(out, studies.TABLE_FILE)).read() == table
 
 
 def _configs(name, **kwargs):

@@ -1,15 +1,22 @@
-"""Ablation studies: train every variant of a study (hparams/studies.yaml) with the same sizes,
-then write a markdown table and one PNG of all variants' eval accuracy curves.
+"""Ablation studies: train every variant of a study (hparams/studies.yaml) with the same sizes
+and one or more seeds, then write a markdown table (mean and range over the seeds) and one PNG
+of every run's eval accuracy curve.
 
     results = run_study("training", StudySizes(epochs=3, image_size=32), "fashion_mnist",
-                        out_dir="runs/study-training")
+                        out_dir="runs/study-training", seeds=2)
+
+A study folder holds `study.json` (the variants' configs), `<variant>/seed<N>/` (one run each,
+with `result.json` once finished), the table and the PNG. Rerunning the same command resumes:
+finished runs are read back, an interrupted one resumes from its checkpoint; other settings in
+the same folder are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import time
+import statistics
 
 import keras
 import yaml
@@ -23,6 +30,8 @@ from efficientnetv2.flops import count_multiply_adds
 from . import reporting
 
 STUDIES_FILE = os.path.join(os.path.dirname(hparams.__file__), "studies.yaml")
+SETTINGS_FILE = "study.json"
+RESULT_FILE = "result.json"
 TABLE_FILE = "results.md"
 CURVES_FILE = "accuracy.png"
 
@@ -60,23 +69,45 @@ class StudySizes:
 
 
 @dataclasses.dataclass
-class VariantResult:
+class RunResult:
+    """One seed of one variant. `seconds` is the time its log.csv records (training loops
+    and evaluations, summed over resumes); `latency_ms` is inference at batch 1."""
+
     name: str
+    seed: int
     params: int
     multiply_adds: int
     image_size: int
     images_per_sec: float
-    wall_seconds: float
+    seconds: float
+    latency_ms: float
     top1: float
     run_dir: str
 
 
+@dataclasses.dataclass
+class VariantSummary:
+    """A variant's runs over its seeds."""
+
+    name: str
+    runs: list[RunResult]
+
+    @property
+    def top1(self) -> list[float]:
+        return [r.top1 for r in self.runs]
+
+    def mean(self, field: str) -> float:
+        return statistics.fmean(getattr(r, field) for r in self.runs)
+
+
 def variant_config(study: dict, variant: dict, sizes: StudySizes, model_name: str,
-                   dataset_cfg: str, data_dir: str | None, hparam_str: str):
-    """The config of one variant: model < dataset < --hparam_str < sizes < the variant."""
+                   dataset_cfg: str, data_dir: str | None, hparam_str: str,
+                   config_file: str | None = None):
+    """The config of one variant: model < dataset < --config_file < --hparam_str < sizes <
+    the variant."""
     variant = dict(variant or {})
     name = variant.pop("model_name", None) or study.get("model_name") or model_name
-    config = hparams.build_config(name, dataset_cfg, hparam_str=hparam_str,
+    config = hparams.build_config(name, dataset_cfg, config_file, hparam_str=hparam_str,
                                   extra={"data.data_dir": data_dir})
     arch = ARCHITECTURES.get(name)
     scaled = {"model.width_coefficient": (arch.width_coefficient if arch else 1.0) * sizes.width,
@@ -95,58 +126,153 @@ def _train_rate(log_rows: list[dict]) -> float:
     return sum(rates) / len(rates) if rates else float("nan")
 
 
-def run_variant(name: str, config, run_dir: str, verbose: bool = True) -> VariantResult:
+def run_variant(name: str, config, run_dir: str, verbose: bool = True) -> RunResult:
+    """Trains (or resumes) one run and writes its result.json."""
+    from .benchmark import inference
     from .trainer import Trainer
 
     keras.backend.clear_session()
-    began = time.time()
     trainer = Trainer(config, run_dir, verbose=verbose)
     result = trainer.train(eval_every_epoch=True)
-    wall = time.time() - began
     isize = config.eval.isize
-    params = trainer.model.count_params()
-    macs = count_multiply_adds(trainer.model, isize)
     rows = reporting.read_log(os.path.join(run_dir, reporting.LOG_FILE))
-    return VariantResult(name, params, macs, isize, _train_rate(rows), wall, result.top1, run_dir)
+    run = RunResult(name, int(config.train.seed), int(trainer.model.count_params()),
+                    int(count_multiply_adds(trainer.model, isize)), isize, _train_rate(rows),
+                    sum(float(row["seconds"]) for row in rows),
+                    1000 * inference(trainer.model, isize, 1, xla=False), float(result.top1),
+                    run_dir)
+    with open(os.path.join(run_dir, RESULT_FILE), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(run), f, indent=1)
+    return run
+
+
+def finished_run(run_dir: str) -> RunResult | None:
+    path = os.path.join(run_dir, RESULT_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return RunResult(**{**json.load(f), "run_dir": run_dir})
+
+
+def _settings(configs: dict) -> dict:
+    """What must not change between runs of one study folder: every variant's config, less
+    the seed (more seeds may be added later)."""
+    settings = {}
+    for name, config in configs.items():
+        values = hparams.flatten(config.to_dict())
+        values.pop("train.seed")
+        settings[name] = json.loads(json.dumps(values, default=str))
+    return settings
+
+
+def check_settings(out_dir: str, study_name: str, settings: dict) -> None:
+    """Writes study.json, or refuses a folder whose earlier runs used other settings."""
+    path = os.path.join(out_dir, SETTINGS_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            before = json.load(f)
+        if before["study"] != study_name:
+            raise UserError(f"{out_dir} holds the {before['study']!r} study; pass another "
+                            f"--model_dir for the {study_name!r} study")
+        for name, values in settings.items():
+            old = before["variants"].get(name, {})
+            changed = sorted(k for k in set(values) | set(old) if values.get(k) != old.get(k))
+            if changed:
+                key = changed[0]
+                raise UserError(
+                    f"{out_dir} holds runs of this study with other settings ({name}: {key} was "
+                    f"{old.get(key)!r}, now {values.get(key)!r}); rerun with the same flags to "
+                    "resume it, or pass another --model_dir")
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"study": study_name, "variants": settings}, f, indent=1, sort_keys=True)
 
 
 def run_study(study_name: str, sizes: StudySizes, dataset_cfg: str, out_dir: str,
               model_name: str = "efficientnetv2-s", data_dir: str | None = None,
-              hparam_str: str = "", verbose: bool = True) -> list[VariantResult]:
-    """Trains every variant into `out_dir/<variant>` and writes the table and the PNG."""
+              hparam_str: str = "", verbose: bool = True, seeds: int = 1,
+              variants: list[str] | None = None,
+              config_file: str | None = None) -> list[VariantSummary]:
+    """Trains `seeds` runs of every variant (or of those named) into
+    `out_dir/<variant>/seed<N>`, skipping finished ones, and writes the table and the PNG."""
     studies = load_studies()
     if study_name not in studies:
         raise UserError(f"unknown study {study_name!r}; studies: {', '.join(studies)}")
     study = studies[study_name]
+    unknown = sorted(set(variants or []) - set(study["variants"]))
+    if unknown:
+        raise UserError(f"--study_variants: {', '.join(unknown)} not in the {study_name!r} study; "
+                        f"its variants: {', '.join(study['variants'])}")
     configs = {name: variant_config(study, variant, sizes, model_name, dataset_cfg, data_dir,
-                                    hparam_str)
+                                    hparam_str, config_file)
                for name, variant in study["variants"].items()}  # all checked before training
-    results = []
+    check_settings(out_dir, study_name, _settings(configs))
+    base_seed = next(iter(configs.values())).train.seed
+    summaries = []
     for name, config in configs.items():
-        if verbose:
-            print(f"--- {study_name}: {name}", flush=True)
-        results.append(run_variant(name, config, os.path.join(out_dir, name), verbose))
+        if variants and name not in variants:
+            continue
+        runs = []
+        for seed in range(base_seed, base_seed + seeds):
+            run_dir = os.path.join(out_dir, name, f"seed{seed}")
+            run = finished_run(run_dir)
+            if run is None:
+                if verbose:
+                    print(f"--- {study_name}: {name}, seed {seed}", flush=True)
+                with config.unlocked():
+                    config.train.seed = seed
+                run = run_variant(name, config, run_dir, verbose)
+            elif verbose:
+                print(f"--- {study_name}: {name}, seed {seed}: finished before "
+                      f"({100 * run.top1:.2f}%)", flush=True)
+            runs.append(run)
+        summaries.append(VariantSummary(name, runs))
     title = f"{study_name} study on {dataset_cfg}: {study['description']}"
-    write_table(results, os.path.join(out_dir, TABLE_FILE), title, sizes)
-    plot_accuracy(results, os.path.join(out_dir, CURVES_FILE), title)
-    return results
+    write_table(summaries, os.path.join(out_dir, TABLE_FILE), title, sizes)
+    plot_accuracy(summaries, os.path.join(out_dir, CURVES_FILE), title)
+    return summaries
 
 
-def format_table(results: list[VariantResult], title: str = "", sizes: StudySizes | None = None) -> str:
+def _separated(a: VariantSummary, b: VariantSummary) -> bool:
+    """Whether the seeds' ranges of top-1 do not overlap (needs two seeds of each)."""
+    if len(a.runs) < 2 or len(b.runs) < 2:
+        return False
+    return min(a.top1) > max(b.top1) or min(b.top1) > max(a.top1)
+
+
+def format_table(summaries: list[VariantSummary], title: str = "",
+                 sizes: StudySizes | None = None) -> str:
+    """One row per variant (means over its seeds; top-1 with its min-max range), one row
+    per run, and the ranking with whether seed noise can explain each step of it."""
     lines = [f"### {title}", ""] if title else []
     if sizes:
         lines += [f"Sizes: {dataclasses.asdict(sizes)}", ""]
-    lines += ["| variant | params | FLOPs (multiply-adds) | eval px | train images/s | wall time | "
-              "final top-1 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in results:
-        lines.append(f"| {r.name} | {r.params:,} | {r.multiply_adds / 1e6:,.1f}M | {r.image_size} | "
-                     f"{r.images_per_sec:,.0f} | {r.wall_seconds:,.0f}s | {100 * r.top1:.2f}% |")
+    lines += ["| variant | seeds | params | FLOPs (multiply-adds) | eval px | train images/s | "
+              "time | infer b1 ms | top-1 mean | top-1 min-max |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for s in summaries:
+        first = s.runs[0]
+        lines.append(
+            f"| {s.name} | {len(s.runs)} | {first.params:,} | {first.multiply_adds / 1e6:,.1f}M | "
+            f"{first.image_size} | {s.mean('images_per_sec'):,.0f} | {s.mean('seconds'):,.0f}s | "
+            f"{s.mean('latency_ms'):.1f} | {100 * s.mean('top1'):.2f}% | "
+            f"{100 * min(s.top1):.2f}-{100 * max(s.top1):.2f}% |")
+    lines += ["", "| variant | seed | top-1 | time | train images/s |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r.name} | {r.seed} | {100 * r.top1:.2f}% | {r.seconds:,.0f}s | "
+              f"{r.images_per_sec:,.0f} |" for s in summaries for r in s.runs]
+    ranked = sorted(summaries, key=lambda s: -s.mean("top1"))
+    steps = [f"{a.name} > {b.name}: " + ("decided (the seeds' ranges do not overlap)"
+                                         if _separated(a, b) else "within seed noise")
+             for a, b in zip(ranked, ranked[1:])]
+    lines += ["", "Time: training loops and evaluations as log.csv records them. Ranking by mean "
+              "top-1: " + ("; ".join(steps) if steps else ranked[0].name if ranked else "none")]
     return "\n".join(lines) + "\n"
 
 
-def write_table(results, path: str, title: str, sizes: StudySizes) -> str:
+def write_table(summaries, path: str, title: str, sizes: StudySizes) -> str:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(format_table(results, title, sizes))
+        f.write(format_table(summaries, title, sizes))
     return path
 
 
@@ -163,14 +289,17 @@ def accuracy_curve(run_dir: str) -> tuple[list[float], list[float], list[float]]
     return epochs, seconds, accuracy
 
 
-def plot_accuracy(results: list[VariantResult], path: str, title: str) -> str:
-    """Eval top-1 of every variant against epochs and against training time."""
+def plot_accuracy(summaries: list[VariantSummary], path: str, title: str) -> str:
+    """Eval top-1 of every run against epochs and against training time, a colour per variant."""
     plt = reporting.pyplot()
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for r in results:
-        epochs, seconds, accuracy = accuracy_curve(r.run_dir)
-        by_epoch.plot(epochs, [100 * a for a in accuracy], "o-", label=r.name)
-        by_time.plot([s / 60 for s in seconds], [100 * a for a in accuracy], "o-", label=r.name)
+    for colour, s in enumerate(summaries):
+        for k, run in enumerate(s.runs):
+            epochs, seconds, accuracy = accuracy_curve(run.run_dir)
+            style = {"color": f"C{colour % 10}", "marker": "o", "alpha": 0.85,
+                     "label": f"{s.name} ({len(s.runs)} seeds)" if k == 0 else None}
+            by_epoch.plot(epochs, [100 * a for a in accuracy], **style)
+            by_time.plot([t / 60 for t in seconds], [100 * a for a in accuracy], **style)
     for ax, label in ((by_epoch, "epoch"), (by_time, "training time (minutes)")):
         ax.set_xlabel(label)
         ax.set_ylabel("eval top-1 accuracy (%)")
