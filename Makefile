@@ -30,8 +30,11 @@ demo: $(STAMP) data
 	$(BIN)/python main.py --mode=traineval --model_name=custom \
 	  --dataset_cfg=fashion_mnist --config_file=hparams/demo.yaml --model_dir=runs/demo
 
+# Test files run in parallel (pytest-xdist), one file per worker at a time so that each file's
+# shared fixtures are built once; TEST_WORKERS=1 runs them one after another.
+TEST_WORKERS ?= 2
 test: $(STAMP) data
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # ruff (from the test extra), configured in pyproject.toml.
 lint: $(STAMP)

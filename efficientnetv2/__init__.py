@@ -100,6 +100,10 @@ def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_
       UserError (a ValueError) for unknown names, bad block strings or bad options.
     """
     name, options = resolve_options(model_name, overrides)
+    if weights == "imagenet":  # before building: a model without them fails at once
+        from efficientnetv2.pretrained import imagenet_constructor
+
+        imagenet_constructor(model_name if isinstance(model_name, str) else None)
     model = build_model(options, num_classes=num_classes, include_top=include_top and not features_only,
                         input_shape=input_shape, pooling=pooling, name=name)
     if weights:

@@ -30,6 +30,16 @@ KERAS_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
+def imagenet_constructor(model_name: str | None):
+    """keras.applications' constructor of `model_name`, or a UserError naming those that have
+    ImageNet weights."""
+    if model_name not in KERAS_APPLICATIONS:
+        raise UserError(f"keras.applications has no weights for {model_name}; models with "
+                        f"ImageNet weights: {', '.join(KERAS_APPLICATIONS)} (or pass an automl "
+                        "checkpoint as weights=PATH)")
+    return KERAS_APPLICATIONS[model_name]
+
+
 def keras_application(model_name: str, include_top: bool, weights: str | None = "imagenet"
                       ) -> keras.Model:
     """keras.applications' model for `model_name` with its ImageNet weights (or a `.h5` file).
@@ -37,11 +47,7 @@ def keras_application(model_name: str, include_top: bool, weights: str | None = 
     Keras downloads the weights once into its cache (`~/.keras/models`, or `$KERAS_HOME/models`);
     offline, a UserError names the file to fetch and where to put it.
     """
-    if model_name not in KERAS_APPLICATIONS:
-        raise UserError(f"keras.applications has no weights for {model_name}; models with "
-                        f"ImageNet weights: {', '.join(KERAS_APPLICATIONS)} (or pass an automl "
-                        "checkpoint as weights=PATH)")
-    constructor = KERAS_APPLICATIONS[model_name]
+    constructor = imagenet_constructor(model_name)
     kwargs = {"include_preprocessing": False} if "V2" in constructor.__name__ else {}
     try:
         return constructor(include_top=include_top, weights=weights, **kwargs)

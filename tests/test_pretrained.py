@@ -179,9 +179,9 @@ def test_imagenet_weights_offline_name_the_file_and_folder():
         raise Exception("URL fetch failure on https://storage.googleapis.com/x: None -- unreachable")
     with mock.patch.object(keras_efficientnet_v2.file_utils, "get_file", offline):
         with pytest.raises(UserError, match=r"fetch https://storage.googleapis.com/tensorflow/"
-                           r"keras-applications/efficientnet_v2/efficientnetv2-s_notop.h5 and put "
-                           r"efficientnetv2-s_notop.h5 in .*models"):
-            efficientnetv2.get_model("efficientnetv2-s", 5, weights="imagenet")
+                           r"keras-applications/efficientnet_v2/efficientnetv2-b0_notop.h5 and put "
+                           r"efficientnetv2-b0_notop.h5 in .*models"):
+            efficientnetv2.get_model("efficientnetv2-b0", 5, weights="imagenet")
     with pytest.raises(UserError, match="keras.applications has no weights for efficientnetv2-xl"):
         efficientnetv2.get_model("efficientnetv2-xl", weights="imagenet")
 

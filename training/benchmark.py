@@ -79,12 +79,13 @@ def synthetic_batch(batch_size: int, image_size: int, seed: int = 0):
     return images, labels
 
 
-def _config(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool):
+def _config(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
+            overrides: str = ""):
     return hparams.build_config(model_name, "synthetic", hparam_str=(
         f"train.batch_size={batch_size},train.isize={image_size},eval.isize={image_size},"
         f"runtime.iterations_per_loop={steps},runtime.xla={xla},runtime.mixed_precision=false,"
         "train.ema_decay=0.9999,train.weight_decay=1e-5,train.label_smoothing=0.1,"
-        "train.optimizer=rmsprop"))
+        "train.optimizer=rmsprop" + (f",{overrides}" if overrides else "")))
 
 
 def _timed(warmup, run, steps: int) -> float:
@@ -95,11 +96,13 @@ def _timed(warmup, run, steps: int) -> float:
     return (time.perf_counter() - began) / steps
 
 
-def our_training(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool):
-    """(seconds per step, the model): our Trainer's training loop on one synthetic batch."""
+def our_training(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
+                 overrides: str = ""):
+    """(seconds per step, the model): our Trainer's training loop on one synthetic batch
+    (`overrides`: more config keys, as for --hparam_str)."""
     from .trainer import Trainer
 
-    config = _config(model_name, image_size, batch_size, steps, xla)
+    config = _config(model_name, image_size, batch_size, steps, xla, overrides)
     trainer = Trainer(config, tempfile.mkdtemp(prefix="efficientnetv2_bench_"), verbose=False)
     loop = trainer.make_train_loop()
     data = tf.data.Dataset.from_tensors(synthetic_batch(batch_size, image_size)).repeat()

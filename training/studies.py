@@ -141,8 +141,10 @@ def run_variant(name: str, config, run_dir: str, verbose: bool = True) -> RunRes
                     sum(float(row["seconds"]) for row in rows),
                     1000 * inference(trainer.model, isize, 1, xla=False), float(result.top1),
                     run_dir)
-    with open(os.path.join(run_dir, RESULT_FILE), "w", encoding="utf-8") as f:
+    path = os.path.join(run_dir, RESULT_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(run), f, indent=1)
+    os.replace(path + ".tmp", path)  # a kill leaves no half-written result
     return run
 
 
