@@ -208,5 +208,4 @@ def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path):
     result = run_main("--mode=eval", "--model_name=custom", "--dataset_cfg=fashion_mnist",
                       f"--data_dir={idx_folder(str(tmp_path / 'data'), 16, 8)}",
                       f"--model_dir={tmp_path / 'other'}", wider, f"--checkpoint={run['dir']}")
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot restore")
+    assert_one_line_error(result, "error: cannot restore")
