@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_BLOCKS, idx_folder
 from PIL import Image
-from test_main import assert_one_line_error, main_in_process, run_main
+from test_main import assert_one_line_error, main_in_process
 
 import efficientnetv2
 from efficientnetv2 import hparams
@@ -156,26 +156,27 @@ def _in_process_labels(run) -> list[int]:
 
 
 @pytest.mark.parametrize("source", ["checkpoint", "saved_model"])
-def test_predict_on_pngs_gives_the_in_process_labels(run, source):
+def test_predict_on_pngs_gives_the_in_process_labels(run, source, capsys):
     if source == "saved_model":
         export_run(restore_model(run["dir"]), os.path.join(run["dir"], "export"), overwrite=True)
         args = [f"--saved_model={run['dir']}/export"]
     else:
         args = [f"--checkpoint={run['dir']}"]
-    result = run_main("--mode=predict", *args, f"--image={run['pngs']}", "--output=json", "--top_k=3")
+    result = main_in_process(capsys, "--mode=predict", *args, f"--image={run['pngs']}",
+                             "--output=json", "--top_k=3")
     assert result.returncode == 0, result.stderr[-2000:]
     predictions = json.loads(result.stdout)
     assert [os.path.basename(p["image"]) for p in predictions] == [f"test{i:02d}.png" for i in range(12)]
     assert [p["predictions"][0]["class_id"] for p in predictions] == _in_process_labels(run)
     top = predictions[0]["predictions"]
     assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"]
-    text = run_main("--mode=predict", *args, f"--image={run['pngs']}/test00.png", "--top_k=2")
+    text = main_in_process(capsys, "--mode=predict", *args, f"--image={run['pngs']}/test00.png", "--top_k=2")
     assert text.returncode == 0 and text.stdout.startswith(f"{run['pngs']}/test00.png: ")
 
 
-def test_main_export_prints_the_paths(run, tmp_path):
-    result = run_main("--mode=export", f"--checkpoint={run['dir']}", f"--export_dir={tmp_path}",
-                      "--export_version=7", "--export_tflite")
+def test_main_export_prints_the_paths(run, tmp_path, capsys):
+    result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
+                             f"--export_dir={tmp_path}", "--export_version=7", "--export_tflite")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{tmp_path}/7/model.tflite" in result.stdout and "EMA weights, 24px, 10 classes" in result.stdout
 
@@ -203,9 +204,9 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     assert sorted(os.listdir(export / "1")) == before
 
 
-def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path):
+def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path, capsys):
     wider = "--hparam_str=" + RUN.replace("model.feature_size=32", "model.feature_size=40")
-    result = run_main("--mode=eval", "--model_name=custom", "--dataset_cfg=fashion_mnist",
+    result = main_in_process(capsys, "--mode=eval", "--model_name=custom", "--dataset_cfg=fashion_mnist",
                       f"--data_dir={idx_folder(str(tmp_path / 'data'), 16, 8)}",
                       f"--model_dir={tmp_path / 'other'}", wider, f"--checkpoint={run['dir']}")
     assert_one_line_error(result, "error: cannot restore")

@@ -49,9 +49,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
     assert "Traceback" not in result.stderr
 
 
-def test_summary_prints_counts_beside_the_paper(tmp_path):
-    result = run_main("--mode=summary", "--model_name=efficientnetv2-b0",
-                      f"--model_dir={tmp_path}")
+def test_summary_prints_counts_beside_the_paper(tmp_path, capsys):
+    result = main_in_process(capsys, "--mode=summary", "--model_name=efficientnetv2-b0",
+                             f"--model_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("| efficientnetv2-b0"))
     assert "| 224 | 7,200,312 | 7,139,704 | yes | 0.718 | 7.1 | 0.72 |" in row
@@ -59,9 +59,9 @@ def test_summary_prints_counts_beside_the_paper(tmp_path):
     assert (tmp_path / "config.yaml").exists()
 
 
-def test_summary_of_a_custom_architecture_at_a_given_size():
-    result = run_main("--mode=summary", "--model_name=custom", "--image_size=64",
-                      "--hparam_str=model.blocks=r1_k3_s1_e1_i8_o8_c1|r1_k3_s2_e4_i8_o16")
+def test_summary_of_a_custom_architecture_at_a_given_size(capsys):
+    result = main_in_process(capsys, "--mode=summary", "--model_name=custom", "--image_size=64",
+                             "--hparam_str=model.blocks=r1_k3_s1_e1_i8_o8_c1|r1_k3_s2_e4_i8_o16")
     assert result.returncode == 0, result.stderr
     assert "| custom | 64 |" in result.stdout
 
@@ -84,10 +84,11 @@ def test_a_user_error_in_a_real_process_is_one_line_with_exit_2():
     assert_one_line_error(run_main("--mode=nope"), "error: flag --mode=nope: value should be")
 
 
-def test_inspect_data_writes_grids_and_prints_throughput(tmp_path, idx_dir):
+def test_inspect_data_writes_grids_and_prints_throughput(tmp_path, idx_dir, capsys):
     out = tmp_path / "inspect"
-    result = run_main("--mode=inspect_data", "--dataset_cfg=fashion_mnist", f"--data_dir={idx_dir}",
-                      f"--model_dir={out}", "--stage=0", "--num_images=8")
+    result = main_in_process(capsys, "--mode=inspect_data", "--dataset_cfg=fashion_mnist",
+                             f"--data_dir={idx_dir}", f"--model_dir={out}", "--stage=0",
+                             "--num_images=8")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "train_stage0.png").stat().st_size > 1000 and (out / "eval.png").exists()
     assert "images/s at 40px" in result.stdout
@@ -103,13 +104,14 @@ def test_inspect_data_bad_input_is_one_line(tmp_path, capsys):
 
 TINY_TRAIN = ("--hparam_str=model.blocks=r1_k3_s1_e1_i8_o8_c1|r2_k3_s2_e4_i8_o16_se0.25,"
               "model.feature_size=32,train.epochs=2,train.batch_size=8,train.isize=24,"
-              "eval.isize=24,eval.batch_size=8,train.stages=2,train.sched=true,data.ibase=16")
+              "eval.isize=24,eval.batch_size=8,train.stages=2,train.sched=true,data.ibase=16,"
+              "data.augname=none")
 
 
-def test_train_then_eval_reports_the_same_accuracy(tmp_path, idx_dir):
+def test_train_then_eval_reports_the_same_accuracy(tmp_path, idx_dir, capsys):
     common = ["--model_name=custom", "--dataset_cfg=fashion_mnist", f"--data_dir={idx_dir}",
               f"--model_dir={tmp_path / 'run'}", TINY_TRAIN]
-    trained = run_main("--mode=traineval", *common)
+    trained = main_in_process(capsys, "--mode=traineval", *common)
     assert trained.returncode == 0, trained.stderr[-3000:]
     final = next(line for line in trained.stdout.splitlines() if line.startswith("final:"))
     assert "at step 10" in final and "stage 2/2: 24px" in trained.stdout
@@ -117,7 +119,7 @@ def test_train_then_eval_reports_the_same_accuracy(tmp_path, idx_dir):
     for name in ("curves.png", "log.csv", "config.yaml", "ckpt-10.index", "best/best.json"):
         assert (tmp_path / "run" / name).exists(), name
     assert list((tmp_path / "run" / "tensorboard" / "train").iterdir())
-    evaluated = run_main("--mode=eval", *common)
+    evaluated = main_in_process(capsys, "--mode=eval", *common)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     top1 = final.split("top-1 ")[1].split(",")[0]
     assert f"ckpt-10: top-1 {top1}," in evaluated.stdout

@@ -10,6 +10,7 @@ import yaml
 from conftest import TINY_BLOCKS, idx_folder
 from test_main import assert_one_line_error, main_in_process
 
+import efficientnetv2
 from efficientnetv2 import decode_block_strings
 from efficientnetv2.errors import UserError
 from efficientnetv2.training import benchmark, reporting, studies
@@ -132,7 +133,22 @@ def test_training_and_v1_vs_v2_variants():
     assert {c.train.isize for c in v1v2.values()} == {32}
 
 
-def test_benchmark_rows_make_the_table():
+def test_benchmark_rows_make_the_table(monkeypatch):
+    """The benchmark's whole path (our loop, keras fit, inference, FLOPs, the table) with the
+    tiny network on both sides; `make bench` runs the full-size keras.applications twins."""
+    def EfficientNetV2Tiny(weights, classes, classifier_activation, input_shape,  # noqa: N802
+                           include_preprocessing):
+        return efficientnetv2.get_model(TINY_BLOCKS, classes, input_shape=input_shape,
+                                        feature_size=32)
+
+    full_size = benchmark._config
+
+    def tiny_config(model_name, image_size, batch_size, steps, xla, overrides=""):
+        return full_size(model_name, image_size, batch_size, steps, xla,
+                         ",".join(filter(None, [TINY_STRING, overrides])))
+
+    monkeypatch.setattr(benchmark, "_config", tiny_config)
+    monkeypatch.setitem(benchmark.KERAS_APPLICATIONS, "efficientnetv2-b0", EfficientNetV2Tiny)
     rows = benchmark.run_benchmark(["efficientnetv2-b0"], [32], batch_size=4, steps=2,
                                    xla_modes=(False,), log=lambda line: None)
     (row,) = rows
