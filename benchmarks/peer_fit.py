@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from keras.src.applications.efficientnet_v2 import DEFAULT_BLOCKS_ARGS, EfficientNetV2  # noqa: E402
 
 from efficientnetv2.datasets.idx import load_idx  # noqa: E402
+from efficientnetv2.datasets.preprocessing import normalize  # noqa: E402
 
 CLASSES = 10
 
@@ -36,7 +37,7 @@ def dataset(images, labels, size: int, batch: int, train: bool) -> tf.data.Datas
             image = tf.image.random_crop(
                 tf.image.resize_with_crop_or_pad(image, size + size // 8, size + size // 8),
                 (size, size, 3))
-        return image / 127.5 - 1.0, label
+        return normalize(image, "scale_255"), label
 
     data = tf.data.Dataset.from_tensor_slices((images, labels))
     if train:
