@@ -1,7 +1,7 @@
 """Per-image preprocessing: the original's three recipes, chosen by `data.augname`.
 
-- `default` (augname randaug, autoaug or none; V2-S/M/L/XL): random-area crop, bilinear
-  resize, flip, the augmentation; eval: centre crop, resize; values (x - 128) / 128.
+- `default` (augname randaug, autoaug or none; V2-S/M/L/XL): random-area crop (or, with
+  `data.pad_crop`, a translation), bilinear resize, flip, the augmentation; eval: centre crop, resize; values (x - 128) / 128.
 - `effnetv1` (augname effnetv1_autoaug or effnetv1_randaug; V2-B0..B3 and every V1 model):
   random-area crop (falling back to the centre crop), bicubic resize, flip, the augmentation;
   eval: centre crop at every size, bicubic resize; ImageNet mean/std normalisation.
@@ -53,6 +53,7 @@ class Recipe:
     min_crop_area: float  # training's random-area crop: fraction of the image, at least
     crop_padding: int  # eval centre crop keeps size / (size + crop_padding) (0: none)
     crop_below: int | None  # eval crops only below this size (None: at every size)
+    pad_crop: int = 0  # training crop: pad this many pixels, crop the image's size (0: area crop)
 
     def eval_image(self, image: tf.Tensor, image_size: int) -> tf.Tensor:
         """Evaluation preprocessing of a decoded image or batch (0..255): centre crop,
@@ -72,8 +73,11 @@ class Recipe:
             image = random_flip(resize(image, image_size, self.resize_method), flip_seed)
             image = cutout(image, aug_seed)
         else:
-            cropped = random_crop(image, crop_seed, self.min_crop_area)
-            if self.name == "effnetv1":  # the original falls back to its eval crop
+            if self.pad_crop:
+                cropped = translate_crop(image, crop_seed, self.pad_crop)
+            else:
+                cropped = random_crop(image, crop_seed, self.min_crop_area)
+            if self.name == "effnetv1" and not self.pad_crop:  # the original falls back to its eval crop
                 whole = tf.reduce_all(tf.equal(tf.shape(cropped), tf.shape(image)))
                 cropped = tf.cond(whole, lambda: center_crop(image, image_size, self.crop_padding),
                                   lambda: cropped)
@@ -109,7 +113,11 @@ def recipe_for(data_config) -> Recipe:
                         f"{', '.join(NORMALIZATIONS)}")
     min_area = data_config.get("min_crop_area") or min_area
     padding = 0 if name == "ft" else int(data_config.get("crop_padding") or 0)
-    return Recipe(name, normalization, method, float(min_area), padding, crop_below)
+    pad_crop = int(data_config.get("pad_crop") or 0)
+    if pad_crop < 0:
+        raise UserError(f"data.pad_crop={pad_crop} must be 0 (random-area crop) or a number "
+                        "of pixels to pad before a random crop of the image's own size")
+    return Recipe(name, normalization, method, float(min_area), padding, crop_below, pad_crop)
 
 
 def describe_augmentation(augname: str | None, magnitude: float) -> str:
@@ -150,6 +158,13 @@ def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float) -> tf.Tensor
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
         area_range=(min_area, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
     return tf.slice(image, begin, size)
+
+
+def translate_crop(image: tf.Tensor, seed: tf.Tensor, pad: int) -> tf.Tensor:
+    """The image shifted by up to `pad` pixels each way: zero-padded by `pad` on every side,
+    then a random crop of its own size (the usual CIFAR / Fashion-MNIST augmentation)."""
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    return tf.image.stateless_random_crop(padded, tf.shape(image), seed)
 
 
 def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tensor:

@@ -76,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
             "ibase": 128,
             # random-area crop: fraction of the image, at least (None: the recipe's, 0.05 or 0.08).
             "min_crop_area": config_dict.placeholder(float),
+            # > 0: instead of the random-area crop, pad by this many pixels and take a random
+            # crop of the image's own size (a translation; default and effnetv1 recipes).
+            "pad_crop": 0,
             # eval centre crop keeps size / (size + crop_padding), never fewer than size pixels.
             "crop_padding": 32,
             "cache": True,

@@ -132,3 +132,43 @@ def test_eval_accuracy_equals_the_unaugmented_pass_on_training_images(tmp_path, 
     evaluated = np.argmax(model(images, training=False), 1) == labels
     assert unaugmented.mean() > 0.5  # it learned something a wrong view would lose
     assert evaluated.mean() == unaugmented.mean()
+
+
+@pytest.mark.parametrize("augname", ["none", "effnetv1_autoaug"])
+def test_pad_crop_translates_without_rescaling(augname):
+    """`data.pad_crop=3`: every training image is the source shifted by at most 3 pixels each
+    way, zeros coming in at the border (no zoom, unlike the random-area crop), and the shifts
+    vary between examples."""
+    from efficientnetv2.datasets.preprocessing import recipe_for
+
+    recipe = recipe_for(data_config(hparam_str=f"data.augname={augname},data.pad_crop=3").data)
+    image = np.random.RandomState(0).uniform(1, 255, (20, 20, 3)).astype("float32")
+    shifts = set()
+    for example in range(12):
+        seed = np.array([example, 7], "int32")
+        out = recipe.train_image(image, 20, seed)
+        raw = out.numpy() * recipe_scale(recipe) + recipe_offset(recipe)
+        padded = np.pad(image, [(3, 3), (3, 3), (0, 0)])
+        found = [(dy, dx) for dy in range(7) for dx in range(7)
+                 if np.allclose(raw, padded[dy:dy + 20, dx:dx + 20], atol=1e-3)
+                 or np.allclose(raw, padded[dy:dy + 20, dx:dx + 20][:, ::-1], atol=1e-3)]
+        assert len(found) == 1, f"example {example} is not a shift of the source"
+        shifts.add(found[0])
+    assert len(shifts) > 3
+
+
+def recipe_offset(recipe):
+    from efficientnetv2.datasets.preprocessing import NORMALIZATIONS
+
+    return np.array(NORMALIZATIONS[recipe.normalization][0], "float32")
+
+
+def recipe_scale(recipe):
+    from efficientnetv2.datasets.preprocessing import NORMALIZATIONS
+
+    return np.array(NORMALIZATIONS[recipe.normalization][1], "float32")
+
+
+def test_negative_pad_crop_is_a_user_error():
+    with pytest.raises(efficientnetv2.UserError, match="data.pad_crop"):
+        data_config(hparam_str="data.pad_crop=-2")
