@@ -1,7 +1,8 @@
 """Per-image preprocessing: the original's three recipes, chosen by `data.augname`.
 
 - `default` (augname randaug, autoaug or none; V2-S/M/L/XL): random-area crop (or, with
-  `data.pad_crop`, a translation), bilinear resize, flip, the augmentation; eval: centre crop, resize; values (x - 128) / 128.
+  `data.pad_crop`, a translation), bilinear resize, flip, the augmentation; eval: centre
+  crop, resize; values (x - 128) / 128.
 - `effnetv1` (augname effnetv1_autoaug or effnetv1_randaug; V2-B0..B3 and every V1 model):
   random-area crop (falling back to the centre crop), bicubic resize, flip, the augmentation;
   eval: centre crop at every size, bicubic resize; ImageNet mean/std normalisation.

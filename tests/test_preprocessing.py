@@ -11,7 +11,14 @@ from test_weights import _randomize_batch_norm, _relative_error
 import efficientnetv2
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.datasets.imagefolder import scan_image_folder
-from efficientnetv2.datasets.preprocessing import IMAGENET_MEAN, IMAGENET_STDDEV, normalize, resize
+from efficientnetv2.datasets.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STDDEV,
+    NORMALIZATIONS,
+    normalize,
+    recipe_for,
+    resize,
+)
 from efficientnetv2.weights import copy_from_keras_applications
 
 
@@ -139,15 +146,14 @@ def test_pad_crop_translates_without_rescaling(augname):
     """`data.pad_crop=3`: every training image is the source shifted by at most 3 pixels each
     way, zeros coming in at the border (no zoom, unlike the random-area crop), and the shifts
     vary between examples."""
-    from efficientnetv2.datasets.preprocessing import recipe_for
-
     recipe = recipe_for(data_config(hparam_str=f"data.augname={augname},data.pad_crop=3").data)
     image = np.random.RandomState(0).uniform(1, 255, (20, 20, 3)).astype("float32")
     shifts = set()
     for example in range(12):
         seed = np.array([example, 7], "int32")
         out = recipe.train_image(image, 20, seed)
-        raw = out.numpy() * recipe_scale(recipe) + recipe_offset(recipe)
+        offset, scale = NORMALIZATIONS[recipe.normalization]
+        raw = out.numpy() * np.array(scale, "float32") + np.array(offset, "float32")
         padded = np.pad(image, [(3, 3), (3, 3), (0, 0)])
         found = [(dy, dx) for dy in range(7) for dx in range(7)
                  if np.allclose(raw, padded[dy:dy + 20, dx:dx + 20], atol=1e-3)
@@ -155,18 +161,6 @@ def test_pad_crop_translates_without_rescaling(augname):
         assert len(found) == 1, f"example {example} is not a shift of the source"
         shifts.add(found[0])
     assert len(shifts) > 3
-
-
-def recipe_offset(recipe):
-    from efficientnetv2.datasets.preprocessing import NORMALIZATIONS
-
-    return np.array(NORMALIZATIONS[recipe.normalization][0], "float32")
-
-
-def recipe_scale(recipe):
-    from efficientnetv2.datasets.preprocessing import NORMALIZATIONS
-
-    return np.array(NORMALIZATIONS[recipe.normalization][1], "float32")
 
 
 def test_negative_pad_crop_is_a_user_error():
