@@ -158,6 +158,16 @@ def build_model(options: ModelOptions, num_classes: int = 1000, include_top: boo
     return keras.Model(inputs, x, name=name)
 
 
+def inference_logits(model: keras.Model, images, flip_average: bool = False):
+    """The model's float32 logits in inference mode; with `flip_average`, the mean of the
+    logits of the images and of their mirror images (test-time augmentation)."""
+    logits = keras.ops.cast(model(images, training=False), "float32")
+    if flip_average:
+        mirrored = keras.ops.cast(model(keras.ops.flip(images, axis=-2), training=False), "float32")
+        logits = (logits + mirrored) / 2
+    return logits
+
+
 def feature_endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:
     """Outputs at each reduction level: `reduction_1` (stride 2) ... `reduction_5` (stride 32).
 

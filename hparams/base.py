@@ -60,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
             "batch_size": 64,
             "isize": config_dict.placeholder(int),
             "split": "eval",
+            # average each image's logits with its mirror image's (test-time flip; evaluation,
+            # export and prediction alike).
+            "flip_average": False,
         },
         "data": {
             "ds_name": "imagenet",

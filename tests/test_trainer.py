@@ -265,6 +265,29 @@ def test_evaluation_and_export_follow_train_loss_type(data_dir, tmp_path, loss_t
     module.cleanup()
 
 
+def test_flip_average_evaluates_and_serves_the_mean_of_both_mirror_images(data_dir, tmp_path):
+    """`eval.flip_average`: evaluation's loss and the exported module's logits are those of
+    the mean logits of each image and its mirror image, not of the image alone."""
+    from efficientnetv2.hparams.runs import RestoredModel
+    from efficientnetv2.serving.export import module_for_run
+
+    config = tiny_config(data_dir, ",eval.flip_average=true,data.max_eval_examples=16,"
+                                   "train.ema_decay=0")
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+    images, labels = next(iter(trainer.eval_data.dataset(16, config.eval.isize)))
+    plain = trainer.model(images, training=False)
+    averaged = (plain + trainer.model(images[:, :, ::-1], training=False)) / 2
+    assert np.abs(averaged - plain).max() > 1e-4  # the mirror images change the logits
+    expected = tf.keras.losses.categorical_crossentropy(labels, averaged, from_logits=True)
+    np.testing.assert_allclose(trainer.evaluate().loss, np.mean(expected), rtol=1e-5)
+    module = module_for_run(RestoredModel(trainer.model, config, trainer.class_names, "", False))
+    raw = np.random.default_rng(0).uniform(0, 255, (2, 28, 28, 3)).astype("float32")
+    seen = module.recipe.eval_image(raw, config.eval.isize)
+    mean = (trainer.model(seen, training=False) + trainer.model(seen[:, :, ::-1], training=False)) / 2
+    np.testing.assert_allclose(module.serve_images(raw)["logits"], mean, atol=1e-5)
+    module.cleanup()
+
+
 def test_another_architectures_checkpoint_is_refused_and_nothing_is_written(data_dir, tmp_path):
     """Training into a folder that holds another run: one line, and the folder unchanged
     (config.yaml, classes.txt, checkpoints), so the old run can still be evaluated."""

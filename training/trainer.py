@@ -24,6 +24,7 @@ import tensorflow as tf
 
 import efficientnetv2
 from efficientnetv2 import hparams
+from efficientnetv2.builder import inference_logits
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe
 from efficientnetv2.errors import UserError, first_line
@@ -407,7 +408,7 @@ class Trainer:
         return run
 
     def _eval_stats(self, images, labels, mask):
-        logits = tf.cast(self.model(images, training=False), tf.float32)
+        logits = inference_logits(self.model, images, self.config.eval.get("flip_average", False))
         losses = self.eval_loss_fn(labels, logits)
         return tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
                          _correct(labels, logits, min(5, self.num_classes), mask),
