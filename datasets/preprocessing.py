@@ -78,10 +78,11 @@ class Recipe:
                 cropped = translate_crop(image, crop_seed, self.pad_crop)
             else:
                 cropped = random_crop(image, crop_seed, self.min_crop_area)
-            if self.name == "effnetv1" and not self.pad_crop:  # the original falls back to its eval crop
-                whole = tf.reduce_all(tf.equal(tf.shape(cropped), tf.shape(image)))
-                cropped = tf.cond(whole, lambda: center_crop(image, image_size, self.crop_padding),
-                                  lambda: cropped)
+                if self.name == "effnetv1":  # the original falls back to its eval crop
+                    whole = tf.reduce_all(tf.equal(tf.shape(cropped), tf.shape(image)))
+                    cropped = tf.cond(whole,
+                                      lambda: center_crop(image, image_size, self.crop_padding),
+                                      lambda: cropped)
             image = random_flip(resize(cropped, image_size, self.resize_method), flip_seed)
             if augment_fn is not None:
                 image = augment_fn(tf.clip_by_value(image, 0.0, 255.0), aug_seed)

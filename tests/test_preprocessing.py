@@ -148,13 +148,12 @@ def test_pad_crop_translates_without_rescaling(augname):
     vary between examples."""
     recipe = recipe_for(data_config(hparam_str=f"data.augname={augname},data.pad_crop=3").data)
     image = np.random.RandomState(0).uniform(1, 255, (20, 20, 3)).astype("float32")
+    padded = np.pad(image, [(3, 3), (3, 3), (0, 0)])
+    offset, scale = (np.array(v, "float32") for v in NORMALIZATIONS[recipe.normalization])
     shifts = set()
     for example in range(12):
         seed = np.array([example, 7], "int32")
-        out = recipe.train_image(image, 20, seed)
-        offset, scale = NORMALIZATIONS[recipe.normalization]
-        raw = out.numpy() * np.array(scale, "float32") + np.array(offset, "float32")
-        padded = np.pad(image, [(3, 3), (3, 3), (0, 0)])
+        raw = recipe.train_image(image, 20, seed).numpy() * scale + offset
         found = [(dy, dx) for dy in range(7) for dx in range(7)
                  if np.allclose(raw, padded[dy:dy + 20, dx:dx + 20], atol=1e-3)
                  or np.allclose(raw, padded[dy:dy + 20, dx:dx + 20][:, ::-1], atol=1e-3)]

@@ -408,7 +408,7 @@ class Trainer:
         return run
 
     def _eval_stats(self, images, labels, mask):
-        logits = inference_logits(self.model, images, self.config.eval.get("flip_average", False))
+        logits = inference_logits(self.model, images, self.config.eval.flip_average)
         losses = self.eval_loss_fn(labels, logits)
         return tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
                          _correct(labels, logits, min(5, self.num_classes), mask),
