@@ -9,6 +9,8 @@
 - `ft` (fine-tuning): resize, flip and cutout for training; eval: resize only (no crop);
   values (x / 255 - 0.5) / 0.5.
 
+`data.random_erasing` adds random erasing to the training images of every recipe.
+
 The eval centre crop keeps size / (size + crop_padding) of the shorter side, as the original
 (which made the rule for ImageNet photos of ~400 px evaluated at 224 px and up), but never
 fewer than `size` pixels: a crop never cuts into the pixels the eval size needs. A 32 px
@@ -55,6 +57,7 @@ class Recipe:
     crop_padding: int  # eval centre crop keeps size / (size + crop_padding) (0: none)
     crop_below: int | None  # eval crops only below this size (None: at every size)
     pad_crop: int = 0  # training crop: pad this many pixels, crop the image's size (0: area crop)
+    random_erasing: float = 0.0  # probability of erasing a random rectangle of a training image
 
     def eval_image(self, image: tf.Tensor, image_size: int) -> tf.Tensor:
         """Evaluation preprocessing of a decoded image or batch (0..255): centre crop,
@@ -86,6 +89,9 @@ class Recipe:
             image = random_flip(resize(cropped, image_size, self.resize_method), flip_seed)
             if augment_fn is not None:
                 image = augment_fn(tf.clip_by_value(image, 0.0, 255.0), aug_seed)
+        if self.random_erasing:  # its own seed: the other draws stay as without it
+            image = random_erasing(image, tf.random.experimental.stateless_fold_in(seed, 3),
+                                   self.random_erasing)
         return normalize(image, self.normalization)
 
 
@@ -119,7 +125,11 @@ def recipe_for(data_config) -> Recipe:
     if pad_crop < 0:
         raise UserError(f"data.pad_crop={pad_crop} must be 0 (random-area crop) or a number "
                         "of pixels to pad before a random crop of the image's own size")
-    return Recipe(name, normalization, method, float(min_area), padding, crop_below, pad_crop)
+    erasing = float(data_config.get("random_erasing") or 0.0)
+    if not 0.0 <= erasing <= 1.0:
+        raise UserError(f"data.random_erasing={erasing:g} must be a probability from 0 (off) to 1")
+    return Recipe(name, normalization, method, float(min_area), padding, crop_below, pad_crop,
+                  erasing)
 
 
 def describe_augmentation(augname: str | None, magnitude: float) -> str:
@@ -192,6 +202,17 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
+def _fill_box(image: tf.Tensor, top, left, height, width, seed: tf.Tensor) -> tf.Tensor:
+    """The image (float32) with the box of `height` x `width` pixels from (`top`, `left`)
+    (clipped at the borders) filled with random values 0..255."""
+    shape = tf.shape(image)
+    rows = tf.range(shape[0])[:, None]
+    cols = tf.range(shape[1])[None, :]
+    inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+    fill = tf.random.stateless_uniform(shape, seed, 0.0, 255.0)
+    return tf.where(inside[..., None], fill, tf.cast(image, tf.float32))
+
+
 def cutout(image: tf.Tensor, seed: tf.Tensor, size_fraction: float = 0.5) -> tf.Tensor:
     """The fine-tuning recipe's cutout: a square of side `size_fraction` of the image at a
     random centre (clipped at the borders), filled with random values 0..255."""
@@ -200,12 +221,32 @@ def cutout(image: tf.Tensor, seed: tf.Tensor, size_fraction: float = 0.5) -> tf.
     side = tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) * size_fraction, tf.int32)
     centre = tf.random.stateless_uniform([2], centre_seed, 0, 1) * tf.cast(shape[:2], tf.float32)
     top_left = tf.maximum(tf.cast(centre, tf.int32) - side // 2, 0)
-    rows = tf.range(shape[0])[:, None]
-    cols = tf.range(shape[1])[None, :]
-    inside = ((rows >= top_left[0]) & (rows < top_left[0] + side) &
-              (cols >= top_left[1]) & (cols < top_left[1] + side))
-    fill = tf.random.stateless_uniform(tf.shape(image), fill_seed, 0.0, 255.0)
-    return tf.where(inside[..., None], fill, tf.cast(image, tf.float32))
+    return _fill_box(image, top_left[0], top_left[1], side, side, fill_seed)
+
+
+ERASING_AREA = (0.02, 0.4)  # fraction of the image (Zhong et al., 2017)
+ERASING_ASPECT = (0.3, 1 / 0.3)  # height / width, drawn log-uniformly
+
+
+def random_erasing(image: tf.Tensor, seed: tf.Tensor, probability: float) -> tf.Tensor:
+    """Random erasing (Zhong et al., 2017): with `probability`, a rectangle of 2-40% of the
+    image's area and aspect 0.3 to 3.3, lying inside the image (a side longer than the
+    image's is cut to it), filled with random values 0..255. Written here rather than
+    keras.layers.RandomErasing, which takes no per-example seed (resume replays the
+    images) and draws no aspect ratio."""
+    shape = tf.shape(image)
+    draw_seed, fill_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    coin, area, log_aspect, row, col = tf.unstack(tf.random.stateless_uniform([5], draw_seed))
+    size = tf.cast(shape[:2], tf.float32)
+    area = (ERASING_AREA[0] + area * (ERASING_AREA[1] - ERASING_AREA[0])) * size[0] * size[1]
+    low, high = np.log(ERASING_ASPECT[0]), np.log(ERASING_ASPECT[1])
+    aspect = tf.exp(low + log_aspect * (high - low))
+    height = tf.minimum(tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32), shape[0])
+    width = tf.minimum(tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32), shape[1])
+    top = tf.cast(row * tf.cast(shape[0] - height + 1, tf.float32), tf.int32)
+    left = tf.cast(col * tf.cast(shape[1] - width + 1, tf.float32), tf.int32)
+    height = tf.where(coin < probability, height, 0)  # no box: the image as it was
+    return _fill_box(image, top, left, height, width, fill_seed)
 
 
 def normalize(image, normalization: str = "scale_128"):

@@ -82,6 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
             # > 0: instead of the random-area crop, pad by this many pixels and take a random
             # crop of the image's own size (a translation; default and effnetv1 recipes).
             "pad_crop": 0,
+            # probability of random erasing: a random rectangle of a training image (2-40% of
+            # its area) filled with random values, after the augmentation (every recipe).
+            "random_erasing": 0.0,
             # eval centre crop keeps size / (size + crop_padding), never fewer than size pixels.
             "crop_padding": 32,
             "cache": True,

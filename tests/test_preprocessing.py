@@ -165,3 +165,36 @@ def test_pad_crop_translates_without_rescaling(augname):
 def test_negative_pad_crop_is_a_user_error():
     with pytest.raises(efficientnetv2.UserError, match="data.pad_crop"):
         data_config(hparam_str="data.pad_crop=-2")
+
+
+@pytest.mark.parametrize("augname", ["none", "effnetv1_autoaug", "ft"])
+def test_random_erasing_fills_one_rectangle_of_the_papers_sizes(augname):
+    """`data.random_erasing`: each training image is the image without erasing (same seed)
+    except, in about the given share of images, one rectangle of 2-40% of the area (a side
+    cut to the image's at most), aspect 0.3 to 3.3, inside the image, filled with other
+    values; boxes vary in place and shape."""
+    hparams = f"data.augname={augname},data.pad_crop=2" if augname != "ft" else "data.augname=ft"
+    plain = recipe_for(data_config(hparam_str=hparams).data)
+    erasing = recipe_for(data_config(hparam_str=hparams + ",data.random_erasing=0.5").data)
+    image = np.random.RandomState(1).uniform(1, 255, (24, 32, 3)).astype("float32")
+    boxes = set()
+    for example in range(60):
+        seed = np.array([example, 11], "int32")
+        changed = np.any(erasing.train_image(image, 24, seed).numpy()
+                         != plain.train_image(image, 24, seed).numpy(), axis=-1)
+        if not changed.any():
+            continue
+        rows, cols = np.nonzero(changed.any(1))[0], np.nonzero(changed.any(0))[0]
+        height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+        assert changed.sum() == height * width, f"example {example}: not one rectangle"
+        if height < 24 and width < 24:  # neither side cut to the image's
+            assert 0.02 * 0.8 <= height * width / 24 ** 2 <= 0.4 * 1.2
+            assert 0.3 * 0.7 <= height / width <= 3.3 / 0.7
+        boxes.add((rows[0], cols[0], height, width))
+    assert 18 <= len(boxes) <= 42  # ~30 of 60 erased, each box different
+
+
+@pytest.mark.parametrize("probability", ["-0.1", "1.5"])
+def test_random_erasing_outside_0_to_1_is_a_user_error(probability):
+    with pytest.raises(efficientnetv2.UserError, match="data.random_erasing"):
+        data_config(hparam_str=f"data.random_erasing={probability}")
