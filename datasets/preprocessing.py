@@ -139,10 +139,14 @@ def describe_augmentation(augname: str | None, magnitude: float) -> str:
 
 
 def describe_recipe(config) -> str:
-    """One line for the start of a run: the recipe, its normalisation and the optimizer."""
+    """One line for the start of a run: the recipe, its normalisation, the shift crop, random
+    erasing and flip-averaged evaluation where on, and the optimizer."""
     recipe = recipe_for(config.data)
+    extras = "".join([f", shifts of up to {recipe.pad_crop}px" if recipe.pad_crop else "",
+                      f", random erasing {recipe.random_erasing:g}" if recipe.random_erasing else "",
+                      ", flip-averaged eval" if config.eval.get("flip_average") else ""])
     return (f"recipe {recipe.name} (data.augname={config.data.augname or 'none'}, "
-            f"{recipe.normalization} normalisation, {recipe.resize_method} resize), "
+            f"{recipe.normalization} normalisation, {recipe.resize_method} resize{extras}), "
             f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"
             + (f", initial weights {config.train.ft_init_ckpt}" if config.train.ft_init_ckpt else ""))
 

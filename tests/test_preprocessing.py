@@ -198,3 +198,13 @@ def test_random_erasing_fills_one_rectangle_of_the_papers_sizes(augname):
 def test_random_erasing_outside_0_to_1_is_a_user_error(probability):
     with pytest.raises(efficientnetv2.UserError, match="data.random_erasing"):
         data_config(hparam_str=f"data.random_erasing={probability}")
+
+
+def test_start_of_run_line_names_the_shift_crop_erasing_and_flip_averaging():
+    from efficientnetv2.datasets.preprocessing import describe_recipe
+
+    plain = describe_recipe(data_config())
+    assert "shifts" not in plain and "erasing" not in plain and "flip-averaged" not in plain
+    line = describe_recipe(data_config(hparam_str="data.pad_crop=3,data.random_erasing=0.5,"
+                                                  "eval.flip_average=true"))
+    assert "shifts of up to 3px, random erasing 0.5, flip-averaged eval" in line
