@@ -144,7 +144,7 @@ def describe_recipe(config) -> str:
     recipe = recipe_for(config.data)
     extras = "".join([f", shifts of up to {recipe.pad_crop}px" if recipe.pad_crop else "",
                       f", random erasing {recipe.random_erasing:g}" if recipe.random_erasing else "",
-                      ", flip-averaged eval" if config.eval.get("flip_average") else ""])
+                      ", flip-averaged eval" if config.eval.flip_average else ""])
     return (f"recipe {recipe.name} (data.augname={config.data.augname or 'none'}, "
             f"{recipe.normalization} normalisation, {recipe.resize_method} resize{extras}), "
             f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"

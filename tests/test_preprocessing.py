@@ -15,6 +15,7 @@ from efficientnetv2.datasets.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STDDEV,
     NORMALIZATIONS,
+    describe_recipe,
     normalize,
     recipe_for,
     resize,
@@ -201,8 +202,6 @@ def test_random_erasing_outside_0_to_1_is_a_user_error(probability):
 
 
 def test_start_of_run_line_names_the_shift_crop_erasing_and_flip_averaging():
-    from efficientnetv2.datasets.preprocessing import describe_recipe
-
     plain = describe_recipe(data_config())
     assert "shifts" not in plain and "erasing" not in plain and "flip-averaged" not in plain
     line = describe_recipe(data_config(hparam_str="data.pad_crop=3,data.random_erasing=0.5,"
