@@ -63,6 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
             # average each image's logits with its mirror image's (test-time flip; evaluation,
             # export and prediction alike).
             "flip_average": False,
+            # --mode=traineval evaluates after every N-th epoch and at each stage's end.
+            "every_epochs": 1,
         },
         "data": {
             "ds_name": "imagenet",

@@ -267,8 +267,7 @@ class Trainer:
                   + ", ".join(f"{s.image_size}px" for s in self.stages)
                   + f"; eval at {config.eval.isize}px; {describe_recipe(config)}")
         result = None
-        evaluated_here = start % plan.steps_per_epoch == 0 or plan.stage_start(plan.stage_of(start)) == start
-        if restored and eval_every_epoch and evaluated_here and start < plan.total_steps:
+        if restored and eval_every_epoch and self._evaluated_after(start) and start < plan.total_steps:
             # a kill between an epoch's checkpoint and its evaluation: evaluate it now
             size = self._eval_size(self.stages[plan.stage_of(start - 1)])
             if (start, size) not in log.evaluated:
@@ -344,9 +343,17 @@ class Trainer:
                             values["learning_rate"], stage.image_size, values["images_per_sec"])
             if now % plan.steps_per_epoch == 0 or now in (end, plan.total_steps):
                 self.checkpoints.save(now)
-                if eval_every_epoch:
+                if eval_every_epoch and self._evaluated_after(now):
                     result = self.evaluate_and_log(log, self._eval_size(stage))
         return result
+
+    def _evaluated_after(self, step: int) -> bool:
+        """Whether --mode=traineval evaluates at this step: after every `eval.every_epochs`-th
+        epoch and at each stage's end."""
+        plan = self.plan
+        epoch_end = step % plan.steps_per_epoch == 0
+        return (epoch_end and (step // plan.steps_per_epoch) % self.config.eval.every_epochs == 0
+                or plan.stage_start(plan.stage_of(step)) == step or step == plan.total_steps)
 
     # ----------------------------------------------------------------- eval
     @contextlib.contextmanager
