@@ -41,6 +41,7 @@ def test_hparam_str_overrides_with_types():
     ("train.batch_size=0", "train.batch_size=0 must be positive"),
     ("train.batch_size=-64", "train.batch_size=-64 must be positive"),
     ("eval.batch_size=0", "eval.batch_size=0 must be positive"),
+    ("eval.every_epochs=0", "eval.every_epochs=0 must be positive"),
     ("runtime.iterations_per_loop=0", "iterations_per_loop=0 must be positive"),
     ("train.stages=-2", "train.stages=-2 must be zero or more"),
     ("data.max_train_examples=-5", "max_train_examples=-5 must be zero or more"),

@@ -355,3 +355,12 @@ def test_a_model_dir_too_long_for_the_files_of_a_run_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"--model_dir is [\d,]+ characters long; .* choose a shorter"):
         checkpoints.check_writable(deep)
     checkpoints.check_writable(str(tmp_path / "run"))  # an ordinary one passes
+
+
+def test_traineval_evaluates_every_nth_epoch_and_at_each_stage_end(data_dir, tmp_path):
+    """4 epochs of 8 steps in 2 stages, every 3rd epoch: after epoch 2 (the first stage's
+    end), epoch 3 and epoch 4 (the run's end), not after epoch 1."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(data_dir, ",eval.every_epochs=3"), str(run),
+            verbose=False).train(eval_every_epoch=True)
+    assert _eval_steps(run) == [16, 24, 32]
