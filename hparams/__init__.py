@@ -64,7 +64,8 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
 
 
 # key -> the smallest value that makes sense
-COUNTS = {"train.batch_size": 1, "eval.batch_size": 1, "eval.every_epochs": 1, "train.epochs": 1e-9, "train.stages": 0,
+COUNTS = {"train.batch_size": 1, "eval.batch_size": 1, "eval.every_epochs": 1,
+          "train.epochs": 1e-9, "train.stages": 0,
           "runtime.iterations_per_loop": 1, "runtime.keep_checkpoint_max": 1,
           "data.max_train_examples": 0, "data.max_eval_examples": 0, "train.min_steps": 0}
 
