@@ -352,7 +352,7 @@ class Trainer:
         epoch and at each stage's end."""
         plan = self.plan
         epoch_end = step % plan.steps_per_epoch == 0
-        return (epoch_end and (step // plan.steps_per_epoch) % self.config.eval.every_epochs == 0
+        return (epoch_end and plan.epoch_of(step) % self.config.eval.every_epochs == 0
                 or plan.stage_start(plan.stage_of(step)) == step or step == plan.total_steps)
 
     # ----------------------------------------------------------------- eval
