@@ -37,6 +37,7 @@ class ModelOptions:
     feature_size: int = 1280
     depth_divisor: int = 8
     min_depth: int = 8
+    stem_stride: int = 2
 
     @property
     def layer_options(self) -> LayerOptions:
@@ -55,6 +56,8 @@ class ModelOptions:
             raise UserError(f"survival_prob {self.survival_prob} must be in (0, 1] (or None)")
         if self.width_coefficient <= 0 or self.depth_coefficient <= 0:
             raise UserError("width_coefficient and depth_coefficient must be positive")
+        if self.stem_stride not in (1, 2):
+            raise UserError(f"stem_stride {self.stem_stride} must be 1 or 2")
 
 
 OVERRIDES = tuple(f.name for f in dataclasses.fields(ModelOptions))
@@ -138,7 +141,8 @@ def build_model(options: ModelOptions, num_classes: int = 1000, include_top: boo
     blocks = scaled_blocks(options)
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x = Stem(blocks[0].input_filters, layer_options, name="stem")(inputs)  # already scaled
+    x = Stem(blocks[0].input_filters, layer_options, strides=options.stem_stride,
+             name="stem")(inputs)  # widths already scaled
     for index, block in enumerate(blocks):
         survival = survival_probability(options.survival_prob, index, len(blocks))
         x = make_block(block, survival, layer_options, name=f"blocks_{index}")(x)

@@ -110,10 +110,18 @@ class _ConvBnAct(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="efficientnetv2")
 class Stem(_ConvBnAct):
-    """3x3 convolution with stride 2, batch norm, activation."""
+    """3x3 convolution with stride 2 (or `strides`), batch norm, activation."""
 
     kernel_size = 3
     strides = 2
+
+    def __init__(self, filters: int, options: LayerOptions | dict | None = None,
+                 strides: int = 2, **kwargs):
+        self.strides = strides
+        super().__init__(filters, options, **kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "strides": self.strides}
 
 
 @keras.saving.register_keras_serializable(package="efficientnetv2")

@@ -22,7 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
             "blocks": config_dict.placeholder(list),  # None: the model name's blocks.
             # width_coefficient, depth_coefficient, dropout_rate, survival_prob, activation,
             # bn_momentum, bn_epsilon, synchronized_bn, data_format, feature_size,
-            # depth_divisor, min_depth: ModelOptions' defaults (efficientnetv2/builder.py).
+            # depth_divisor, min_depth, stem_stride: ModelOptions' defaults (efficientnetv2/builder.py).
             **{f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name != "blocks"},
             "num_classes": config_dict.placeholder(int),  # None: the dataset's.
         },
