@@ -175,15 +175,18 @@ def inference_logits(model: keras.Model, images, flip_average: bool = False):
 def feature_endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:
     """Outputs at each reduction level: `reduction_1` (stride 2) ... `reduction_5` (stride 32).
 
-    `reduction_i` is the output of the last block before a stride-2 block (or the last
-    block); works on any model `get_model` built, also after saving and loading.
+    `reduction_i` (stride 2**i, counting the stem's) is the output of the last block before a
+    strided block (or the last block); works on any model `get_model` built, also after
+    saving and loading.
     """
     blocks = [layer for layer in model.layers if layer.name.startswith("blocks_")]
+    level = int(math.log2(model.get_layer("stem").strides))
     endpoints = {}
     for index, layer in enumerate(blocks):
+        level += int(math.log2(layer.block.strides))
         last = index + 1 == len(blocks)
         if last or blocks[index + 1].block.strides > 1:
-            endpoints[f"reduction_{len(endpoints) + 1}"] = layer.output
+            endpoints[f"reduction_{level}"] = layer.output
     return endpoints
 
 

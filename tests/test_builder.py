@@ -75,6 +75,21 @@ def test_feature_endpoints_at_every_reduction():
         "reduction_3": (1, 8, 8, 24), "reduction_4": (1, 4, 4, 32), "reduction_5": (1, 2, 2, 40)}
 
 
+def test_stem_stride_one_keeps_the_input_size_and_the_parameters():
+    blocks = ["r1_k3_s2_e1_i8_o8_c1", "r2_k3_s2_e4_i8_o16_se0.25"]
+    strided = efficientnetv2.get_model(blocks, num_classes=3, feature_size=32)
+    full = efficientnetv2.get_model(blocks, num_classes=3, feature_size=32, stem_stride=1)
+    assert full.count_params() == strided.count_params()
+    x = np.zeros((1, 28, 28, 3), "float32")
+    assert full.get_layer("stem")(x).shape == (1, 28, 28, 8)
+    assert strided.get_layer("stem")(x).shape == (1, 14, 14, 8)
+    features = efficientnetv2.feature_extractor(full)(x)
+    assert {k: tuple(v.shape) for k, v in features.items()} == {
+        "reduction_1": (1, 14, 14, 8), "reduction_2": (1, 7, 7, 16)}
+    with pytest.raises(efficientnetv2.UserError, match="stem_stride 3 must be 1 or 2"):
+        efficientnetv2.get_model(blocks, stem_stride=3)
+
+
 def test_feature_extractor_shares_weights_with_full_model():
     model = efficientnetv2.get_model(TINY_BLOCKS, num_classes=2, feature_size=32)
     extractor = efficientnetv2.feature_extractor(model)
