@@ -113,7 +113,6 @@ class Stem(_ConvBnAct):
     """3x3 convolution with stride 2 (or `strides`), batch norm, activation."""
 
     kernel_size = 3
-    strides = 2
 
     def __init__(self, filters: int, options: LayerOptions | dict | None = None,
                  strides: int = 2, **kwargs):
