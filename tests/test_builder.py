@@ -86,6 +86,11 @@ def test_stem_stride_one_keeps_the_input_size_and_the_parameters():
     features = efficientnetv2.feature_extractor(full)(x)
     assert {k: tuple(v.shape) for k, v in features.items()} == {
         "reduction_1": (1, 14, 14, 8), "reduction_2": (1, 7, 7, 16)}
+    unstrided_first = efficientnetv2.get_model(["r1_k3_s1_e1_i8_o8_c1"] + blocks[1:],
+                                               num_classes=3, feature_size=32, stem_stride=1)
+    features = efficientnetv2.feature_extractor(unstrided_first)(x)
+    assert {k: tuple(v.shape) for k, v in features.items()} == {
+        "reduction_0": (1, 28, 28, 8), "reduction_1": (1, 14, 14, 16)}
     with pytest.raises(efficientnetv2.UserError, match="stem_stride 3 must be 1 or 2"):
         efficientnetv2.get_model(blocks, stem_stride=3)
 
