@@ -196,11 +196,21 @@ def run_eval() -> None:
             + "; train first or pass --model_dir / --checkpoint")
 
 
+def eval_overrides() -> dict:
+    """The `eval.` keys of --hparam_str: for export and prediction from a checkpoint they
+    replace the run's saved evaluation settings (eval.isize, eval.flip_average)."""
+    from efficientnetv2.hparams.overrides import parse_hparam_str
+
+    return {key: value for key, value in parse_hparam_str(FLAGS.hparam_str).items()
+            if key.startswith("eval.")}
+
+
 def run_export() -> None:
     from efficientnetv2.hparams.runs import restore_model, run_folder
     from efficientnetv2.serving.export import export_run
 
-    restored = restore_model(FLAGS.checkpoint or model_dir(build_config()))
+    restored = restore_model(FLAGS.checkpoint or model_dir(build_config()),
+                             eval_overrides=eval_overrides())
     export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
     paths = export_run(restored, export_dir, FLAGS.export_version, FLAGS.overwrite,
                        FLAGS.export_tflite, FLAGS.tflite_int8, FLAGS.top_k)
@@ -222,7 +232,7 @@ def run_predict() -> None:
         predictor = Predictor.from_saved_model(FLAGS.saved_model)
     else:
         predictor = Predictor.from_checkpoint(FLAGS.checkpoint or model_dir(build_config()),
-                                              FLAGS.top_k)
+                                              FLAGS.top_k, eval_overrides())
     print(format_predictions(files, predictor.top_k(images, FLAGS.top_k), FLAGS.output == "json"))
 
 

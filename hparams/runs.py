@@ -16,6 +16,7 @@ import efficientnetv2
 from efficientnetv2.errors import UserError, first_line
 
 from . import CONFIG_FILENAME, model_arguments
+from .overrides import apply_overrides
 
 CLASSES_FILENAME = "classes.txt"
 SAVED_MODEL = "saved_model.pb"
@@ -98,11 +99,15 @@ class RestoredModel:
     ema: bool  # whether the EMA weights were loaded
 
 
-def restore_model(path: str, use_ema: bool = True) -> RestoredModel:
+def restore_model(path: str, use_ema: bool = True,
+                  eval_overrides: dict | None = None) -> RestoredModel:
     """The float32 inference model of a run's checkpoint (prefix or run folder), with the
-    EMA weights when the checkpoint has them and `use_ema`."""
+    EMA weights when the checkpoint has them and `use_ema`. `eval_overrides` ({'eval.isize':
+    ..., 'eval.flip_average': ...}) replace the run's saved evaluation settings, which
+    export and prediction serve."""
     checkpoint = run_checkpoint(path)
     config = run_config(checkpoint)
+    apply_overrides(config, eval_overrides or {}, "--hparam_str")
     name, overrides = model_arguments(config)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")

@@ -63,12 +63,13 @@ class Predictor:
         self.class_names = class_names
 
     @classmethod
-    def from_checkpoint(cls, path: str, top_k: int = 5) -> Predictor:
+    def from_checkpoint(cls, path: str, top_k: int = 5,
+                        eval_overrides: dict | None = None) -> Predictor:
         from efficientnetv2.hparams.runs import restore_model
 
         from .export import module_for_run
 
-        restored = restore_model(path)
+        restored = restore_model(path, eval_overrides=eval_overrides)
         return cls(module_for_run(restored, top_k).serve_bytes, restored.class_names)
 
     @classmethod

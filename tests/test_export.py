@@ -181,6 +181,32 @@ def test_main_export_prints_the_paths(run, tmp_path, capsys):
     assert f"{tmp_path}/7/model.tflite" in result.stdout and "EMA weights, 24px, 10 classes" in result.stdout
 
 
+def test_export_serves_the_eval_settings_given_on_the_command_line(run, tmp_path, capsys):
+    """`--hparam_str` eval keys replace the run's saved eval.isize and eval.flip_average in
+    the export; a misspelt one is a one-line error that writes nothing."""
+    from efficientnetv2.builder import inference_logits
+
+    result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
+                             f"--export_dir={tmp_path}", "--export_version=1",
+                             "--hparam_str=eval.isize=32,eval.flip_average=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "EMA weights, 32px, 10 classes" in result.stdout
+    served = tf.saved_model.load(str(tmp_path / "1")).signatures[IMAGES_SIGNATURE]
+    images = _pixels((2, 30, 41, 3))
+    restored = restore_model(run["dir"])
+    preprocessed = module_for_run(restored).recipe.eval_image(tf.constant(images), 32)
+    expected = inference_logits(restored.model, preprocessed, flip_average=True)
+    single = inference_logits(restored.model, preprocessed, flip_average=False)
+    logits = served(images=tf.constant(images))["logits"]
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert np.abs(logits - single).max() > 1e-4
+    result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
+                             f"--export_dir={tmp_path}", "--export_version=2",
+                             "--hparam_str=eval.flip_averge=true")
+    assert_one_line_error(result, "error: --hparam_str: unknown config key 'eval.flip_averge'")
+    assert sorted(os.listdir(tmp_path)) == ["1"]
+
+
 def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG not really")
