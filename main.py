@@ -229,6 +229,9 @@ def run_predict() -> None:
     files = image_files(FLAGS.image or [])
     images = read_images(files)
     if FLAGS.saved_model:
+        if eval_overrides():
+            raise UserError("--hparam_str eval. keys cannot change a SavedModel (its preprocessing is "
+                            "fixed at export); export again with them, or predict from --checkpoint")
         predictor = Predictor.from_saved_model(FLAGS.saved_model)
     else:
         predictor = Predictor.from_checkpoint(FLAGS.checkpoint or model_dir(build_config()),

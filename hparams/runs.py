@@ -16,6 +16,7 @@ import efficientnetv2
 from efficientnetv2.errors import UserError, first_line
 
 from . import CONFIG_FILENAME, model_arguments
+from .base import base_config
 from .overrides import apply_overrides
 
 CLASSES_FILENAME = "classes.txt"
@@ -72,8 +73,14 @@ def run_checkpoint(path: str) -> str:
 
 
 def run_config(checkpoint: str) -> ml_collections.ConfigDict:
+    """The run's saved config; evaluation keys added since it was written (e.g.
+    eval.flip_average) take their defaults, so older runs still take `eval.` overrides."""
     with open(os.path.join(run_folder(checkpoint), CONFIG_FILENAME), encoding="utf-8") as f:
-        return ml_collections.ConfigDict(yaml.safe_load(f))
+        config = ml_collections.ConfigDict(yaml.safe_load(f))
+    for key, value in base_config().eval.items():
+        if key not in config.eval:
+            config.eval[key] = value
+    return config
 
 
 def class_names(checkpoint: str, config) -> list[str]:

@@ -3,12 +3,14 @@
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from conftest import TINY_BLOCKS, idx_folder
 from PIL import Image
 from test_main import assert_one_line_error, main_in_process
@@ -207,6 +209,20 @@ def test_export_serves_the_eval_settings_given_on_the_command_line(run, tmp_path
     assert sorted(os.listdir(tmp_path)) == ["1"]
 
 
+def test_a_run_saved_before_an_eval_key_existed_takes_its_default_and_overrides(run, tmp_path):
+    """Run folders written before eval.flip_average existed restore with its default (off)
+    and accept it from --hparam_str, rather than an 'unknown config key' error."""
+    old = tmp_path / "old_run"
+    shutil.copytree(run["dir"], old)
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    del saved["eval"]["flip_average"]
+    (old / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert restore_model(str(old)).config.eval.flip_average is False
+    overridden = restore_model(str(old), eval_overrides={"eval.flip_average": True})
+    assert overridden.config.eval.flip_average is True
+    assert module_for_run(overridden).flip_average
+
+
 def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG not really")
@@ -220,6 +236,10 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
          f"error: {export} is a SavedModel export, not a checkpoint"),
         (["--mode=predict", f"--saved_model={run['dir']}", f"--image={run['pngs']}"],
          f"error: {run['dir']} holds no SavedModel"),
+        (["--mode=predict", f"--saved_model={export}", f"--image={run['pngs']}",
+          "--hparam_str=eval.flip_average=true"],
+         "error: --hparam_str eval. keys cannot change a SavedModel (its preprocessing is fixed at "
+         "export); export again with them, or predict from --checkpoint"),
         (["--mode=export", f"--checkpoint={run['dir']}", f"--export_dir={export}", "--export_version=1"],
          f"error: {export}/1 already exists; pass --overwrite"),
         (["--mode=predict", f"--checkpoint={run['dir']}", "--image=/nonexistent.png"],
