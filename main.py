@@ -157,13 +157,13 @@ def model_dir(config) -> str:
     return FLAGS.model_dir or os.path.join("runs", f"{config.model.model_name}-{config.data.ds_name}")
 
 
-def make_trainer(config, need_train_data: bool):
+def make_trainer(config, need_train_data: bool, directory: str | None = None):
     from efficientnetv2.training.strategies import split_cpu
     from efficientnetv2.training.trainer import Trainer
 
     if FLAGS.cpu_devices > 1:
         split_cpu(FLAGS.cpu_devices)
-    return Trainer(config, model_dir(config), need_train_data=need_train_data,
+    return Trainer(config, directory or model_dir(config), need_train_data=need_train_data,
                    tpu=FLAGS.tpu, tpu_zone=FLAGS.tpu_zone, gcp_project=FLAGS.gcp_project)
 
 
@@ -174,12 +174,31 @@ def run_train() -> None:
           f"at step {result.step}; checkpoints in {trainer.model_dir}")
 
 
+def eval_config():
+    """What --mode=eval evaluates with: the run's own saved config when --checkpoint or
+    --model_dir names a run folder (evaluation sees what training saw), with the eval. keys of
+    --hparam_str and --data_dir; the flags' config before training has written one."""
+    from efficientnetv2.hparams import CONFIG_FILENAME, runs
+    from efficientnetv2.hparams.overrides import apply_overrides
+
+    folder = FLAGS.model_dir
+    if FLAGS.checkpoint:
+        folder = runs.run_folder(runs.resolve_checkpoint(FLAGS.checkpoint))
+    if not folder or not runs.is_run(folder):
+        config = build_config()
+        return config, model_dir(config)
+    config = runs.saved_config(folder)
+    overrides = eval_overrides() | ({"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {})
+    apply_overrides(config, overrides, "--hparam_str")
+    print(f"evaluating with the run's saved config ({os.path.join(folder, CONFIG_FILENAME)})")
+    return config, folder
+
+
 def run_eval() -> None:
     from efficientnetv2.hparams import runs
     from efficientnetv2.training import checkpoints
 
-    config = build_config()
-    directory = model_dir(config)
+    config, directory = eval_config()
     if FLAGS.checkpoint:
         paths = [FLAGS.checkpoint]
     else:
@@ -187,7 +206,7 @@ def run_eval() -> None:
     trainer = None
     for path in paths:
         path = runs.resolve_checkpoint(path)
-        trainer = trainer or make_trainer(config, need_train_data=False)
+        trainer = trainer or make_trainer(config, need_train_data=False, directory=directory)
         result = trainer.evaluate_checkpoint(path)
         print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
     if trainer is None:

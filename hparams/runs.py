@@ -73,9 +73,14 @@ def run_checkpoint(path: str) -> str:
 
 
 def run_config(checkpoint: str) -> ml_collections.ConfigDict:
-    """The run's saved config; evaluation keys added since it was written (e.g.
+    """The saved config of a checkpoint's run."""
+    return saved_config(run_folder(checkpoint))
+
+
+def saved_config(folder: str) -> ml_collections.ConfigDict:
+    """A run folder's saved config; evaluation keys added since it was written (e.g.
     eval.flip_average) take their defaults, so older runs still take `eval.` overrides."""
-    with open(os.path.join(run_folder(checkpoint), CONFIG_FILENAME), encoding="utf-8") as f:
+    with open(os.path.join(folder, CONFIG_FILENAME), encoding="utf-8") as f:
         config = ml_collections.ConfigDict(yaml.safe_load(f))
     for key, value in base_config().eval.items():
         if key not in config.eval:

@@ -251,10 +251,15 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
 
 
 def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path, capsys):
+    """Checkpoints without their run's config.yaml are evaluated with the flags' model."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in os.listdir(run["dir"]):
+        if name.startswith("ckpt-") or name == "checkpoint":
+            shutil.copy(os.path.join(run["dir"], name), bare)
     wider = "--hparam_str=" + RUN.replace("model.feature_size=32", "model.feature_size=40")
     result = main_in_process(capsys, "--mode=eval", "--model_name=custom",
                              "--dataset_cfg=fashion_mnist",
                              f"--data_dir={idx_folder(str(tmp_path / 'data'), 16, 8)}",
-                             f"--model_dir={tmp_path / 'other'}", wider,
-                             f"--checkpoint={run['dir']}")
+                             f"--model_dir={tmp_path / 'other'}", wider, f"--checkpoint={bare}")
     assert_one_line_error(result, "error: cannot restore")

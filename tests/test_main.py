@@ -123,6 +123,12 @@ def test_train_then_eval_reports_the_same_accuracy(tmp_path, idx_dir, capsys):
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     top1 = final.split("top-1 ")[1].split(",")[0]
     assert f"ckpt-10: top-1 {top1}," in evaluated.stdout
+    # the run folder alone: its saved config, not the flags' defaults (model and dataset)
+    for where in (f"--model_dir={tmp_path / 'run'}", f"--checkpoint={tmp_path / 'run' / 'ckpt-10'}"):
+        alone = main_in_process(capsys, "--mode=eval", where)
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        assert "with the run's saved config" in alone.stdout
+        assert f"ckpt-10: top-1 {top1}," in alone.stdout
 
 
 @pytest.mark.parametrize("args, message", [
