@@ -179,7 +179,6 @@ def eval_config():
     --model_dir names a run folder (evaluation sees what training saw), with the eval. keys of
     --hparam_str and --data_dir; the flags' config before training has written one."""
     from efficientnetv2.hparams import CONFIG_FILENAME, runs
-    from efficientnetv2.hparams.overrides import apply_overrides
 
     folder = FLAGS.model_dir
     if FLAGS.checkpoint:
@@ -187,9 +186,8 @@ def eval_config():
     if not folder or not runs.is_run(folder):
         config = build_config()
         return config, model_dir(config)
-    config = runs.saved_config(folder)
-    overrides = eval_overrides() | ({"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {})
-    apply_overrides(config, overrides, "--hparam_str")
+    data_dir = {"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {}
+    config = runs.saved_config(folder, eval_overrides() | data_dir)
     print(f"evaluating with the run's saved config ({os.path.join(folder, CONFIG_FILENAME)})")
     return config, folder
 

@@ -72,19 +72,21 @@ def run_checkpoint(path: str) -> str:
     return checkpoint
 
 
-def run_config(checkpoint: str) -> ml_collections.ConfigDict:
-    """The saved config of a checkpoint's run."""
-    return saved_config(run_folder(checkpoint))
+def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
+    """The saved config of a checkpoint's run, with `overrides` (see saved_config)."""
+    return saved_config(run_folder(checkpoint), overrides)
 
 
-def saved_config(folder: str) -> ml_collections.ConfigDict:
-    """A run folder's saved config; evaluation keys added since it was written (e.g.
-    eval.flip_average) take their defaults, so older runs still take `eval.` overrides."""
+def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
+    """A run folder's saved config with `overrides` from --hparam_str ({'eval.isize': ...});
+    evaluation keys added since it was written (e.g. eval.flip_average) take their defaults,
+    so older runs still take `eval.` overrides."""
     with open(os.path.join(folder, CONFIG_FILENAME), encoding="utf-8") as f:
         config = ml_collections.ConfigDict(yaml.safe_load(f))
     for key, value in base_config().eval.items():
         if key not in config.eval:
             config.eval[key] = value
+    apply_overrides(config, overrides or {}, "--hparam_str")
     return config
 
 
@@ -118,8 +120,7 @@ def restore_model(path: str, use_ema: bool = True,
     ..., 'eval.flip_average': ...}) replace the run's saved evaluation settings, which
     export and prediction serve."""
     checkpoint = run_checkpoint(path)
-    config = run_config(checkpoint)
-    apply_overrides(config, eval_overrides or {}, "--hparam_str")
+    config = run_config(checkpoint, eval_overrides)
     name, overrides = model_arguments(config)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
