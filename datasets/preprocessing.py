@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from efficientnetv2.builder import TestTimeViews
 from efficientnetv2.errors import UserError
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -132,6 +133,15 @@ def recipe_for(data_config) -> Recipe:
                   erasing)
 
 
+def test_time_views(config) -> TestTimeViews:
+    """The views evaluation, export and prediction average (`eval.flip_average`,
+    `eval.shift_average`); shifted-in borders are black, as training's shift crop pads."""
+    offset, scale = NORMALIZATIONS[recipe_for(config.data).normalization]
+    black = tuple(np.float32(-np.asarray(offset) / np.asarray(scale)).reshape(-1).tolist())
+    return TestTimeViews(bool(config.eval.flip_average), int(config.eval.shift_average),
+                         black[0] if len(black) == 1 else black)
+
+
 def describe_augmentation(augname: str | None, magnitude: float) -> str:
     """'randaug magnitude 7.5', 'effnetv1_autoaug' or 'ft' (cutout): what a stage applies."""
     name = augname or "none"
@@ -144,11 +154,20 @@ def describe_recipe(config) -> str:
     recipe = recipe_for(config.data)
     extras = "".join([f", shifts of up to {recipe.pad_crop}px" if recipe.pad_crop else "",
                       f", random erasing {recipe.random_erasing:g}" if recipe.random_erasing else "",
-                      ", flip-averaged eval" if config.eval.flip_average else ""])
+                      _describe_views(test_time_views(config))])
     return (f"recipe {recipe.name} (data.augname={config.data.augname or 'none'}, "
             f"{recipe.normalization} normalisation, {recipe.resize_method} resize{extras}), "
             f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"
             + (f", initial weights {config.train.ft_init_ckpt}" if config.train.ft_init_ckpt else ""))
+
+
+def _describe_views(views: TestTimeViews) -> str:
+    """', eval averages 10 views (mirrored, shifted 1px each way)' or '' for one view."""
+    if views.count() == 1:
+        return ""
+    kinds = (["mirrored"] if views.flip else []) + (
+        [f"shifted {views.shift}px each way"] if views.shift else [])
+    return f", eval averages {views.count()} views ({', '.join(kinds)})"
 
 
 def decode(image: tf.Tensor, encoded: bool) -> tf.Tensor:

@@ -162,14 +162,48 @@ def build_model(options: ModelOptions, num_classes: int = 1000, include_top: boo
     return keras.Model(inputs, x, name=name)
 
 
-def inference_logits(model: keras.Model, images, flip_average: bool = False):
-    """The model's float32 logits in inference mode; with `flip_average`, the mean of the
-    logits of the images and of their mirror images (test-time augmentation)."""
-    logits = keras.ops.cast(model(images, training=False), "float32")
-    if flip_average:
-        mirrored = keras.ops.cast(model(keras.ops.flip(images, axis=-2), training=False), "float32")
-        logits = (logits + mirrored) / 2
-    return logits
+@dataclasses.dataclass(frozen=True)
+class TestTimeViews:
+    """The views of each image whose logits inference averages (test-time augmentation):
+    the image; with `flip`, also its mirror image; with `shift` = n, also the image moved
+    n pixels up, down, left and right (mirrored too with `flip`), the uncovered border set
+    to `fill` (a scalar or one value per channel: the normalised black pixel that
+    training's shift crop pads with). The default is the image alone."""
+
+    __test__ = False  # not a pytest class
+    flip: bool = False
+    shift: int = 0
+    fill: float | tuple[float, ...] = 0.0
+
+    def __post_init__(self):
+        if self.shift < 0:
+            raise UserError(f"eval.shift_average={self.shift} must be 0 (off) or a number of "
+                            "pixels to move each image by")
+
+    def count(self) -> int:
+        return (2 if self.flip else 1) * (5 if self.shift else 1)
+
+    def images(self, images) -> list:
+        """The views of a batch [B, H, W, C] of preprocessed images."""
+        views = [images]
+        if self.shift:
+            n = self.shift
+            fill = keras.ops.convert_to_tensor(self.fill, images.dtype)
+            padded = keras.ops.pad(images - fill, [[0, 0], [n, n], [n, n], [0, 0]]) + fill
+            shape = keras.ops.shape(images)
+            for row, col in ((0, n), (2 * n, n), (n, 0), (n, 2 * n)):
+                views.append(keras.ops.slice(padded, [0, row, col, 0], shape))
+        if self.flip:
+            views += [keras.ops.flip(view, axis=-2) for view in views]
+        return views
+
+
+def inference_logits(model: keras.Model, images, views: TestTimeViews | None = None):
+    """The model's float32 logits in inference mode: the mean of the logits of the test-time
+    `views` of the images (default: the images alone)."""
+    batches = (views or TestTimeViews()).images(images)
+    logits = [keras.ops.cast(model(batch, training=False), "float32") for batch in batches]
+    return logits[0] if len(logits) == 1 else sum(logits) / len(logits)
 
 
 def feature_endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:

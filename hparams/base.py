@@ -63,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
             # average each image's logits with its mirror image's (test-time flip; evaluation,
             # export and prediction alike).
             "flip_average": False,
+            # also average the logits of each image moved this many pixels up, down, left and
+            # right, black pixels filling the border (0: off; 1 suits shift-crop training).
+            "shift_average": 0,
             # --mode=traineval evaluates after every N-th epoch and at each stage's end.
             "every_epochs": 1,
         },

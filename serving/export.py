@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from efficientnetv2.builder import inference_logits
+from efficientnetv2.builder import TestTimeViews, inference_logits
 from efficientnetv2.datasets import preprocessing
 from efficientnetv2.errors import UserError
 
@@ -37,7 +37,7 @@ class InferenceModule(tf.Module):
 
     def __init__(self, model: keras.Model, class_names: list[str], config_yaml: str,
                  image_size: int, recipe: preprocessing.Recipe, top_k: int = 5,
-                 multilabel: bool = False, flip_average: bool = False):
+                 multilabel: bool = False, views: TestTimeViews | None = None):
         super().__init__(name="efficientnetv2_inference")
         if len(class_names) != model.output_shape[-1]:
             raise UserError(f"{len(class_names)} class names for a model with "
@@ -48,7 +48,7 @@ class InferenceModule(tf.Module):
         self.recipe = recipe
         self.top_k = min(top_k, len(class_names))
         self.multilabel = multilabel
-        self.flip_average = flip_average
+        self.views = views or TestTimeViews()
         self._staging = tempfile.mkdtemp(prefix="efficientnetv2_assets_")
         for name, text in ((CLASSES_ASSET, "".join(f"{c}\n" for c in class_names)),
                            (CONFIG_ASSET, config_yaml)):
@@ -72,7 +72,7 @@ class InferenceModule(tf.Module):
         return self.recipe.eval_image(images, self.image_size)
 
     def _logits(self, preprocessed):
-        return inference_logits(self.model, preprocessed, self.flip_average)
+        return inference_logits(self.model, preprocessed, self.views)
 
     def _activate(self, logits):
         return tf.sigmoid(logits) if self.multilabel else tf.nn.softmax(logits)
@@ -177,7 +177,7 @@ def module_for_run(restored, top_k: int = 5) -> InferenceModule:
                            yaml.safe_dump(config.to_dict(), sort_keys=False), config.eval.isize,
                            preprocessing.recipe_for(config.data), top_k,
                            multilabel=hparams.loss_type(config) == "sigmoid",
-                           flip_average=config.eval.flip_average)
+                           views=preprocessing.test_time_views(config))
 
 
 def export_run(restored, export_dir: str, version: int | None = None, overwrite: bool = False,

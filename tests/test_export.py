@@ -184,21 +184,23 @@ def test_main_export_prints_the_paths(run, tmp_path, capsys):
 
 
 def test_export_serves_the_eval_settings_given_on_the_command_line(run, tmp_path, capsys):
-    """`--hparam_str` eval keys replace the run's saved eval.isize and eval.flip_average in
-    the export; a misspelt one is a one-line error that writes nothing."""
-    from efficientnetv2.builder import inference_logits
+    """`--hparam_str` eval keys replace the run's saved eval.isize, eval.flip_average and
+    eval.shift_average in the export; a misspelt one is a one-line error that writes nothing."""
+    from efficientnetv2.builder import TestTimeViews, inference_logits
 
     result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
                              f"--export_dir={tmp_path}", "--export_version=1",
-                             "--hparam_str=eval.isize=32,eval.flip_average=true")
+                             "--hparam_str=eval.isize=32,eval.flip_average=true,eval.shift_average=2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "EMA weights, 32px, 10 classes" in result.stdout
     served = tf.saved_model.load(str(tmp_path / "1")).signatures[IMAGES_SIGNATURE]
     images = _pixels((2, 30, 41, 3))
     restored = restore_model(run["dir"])
     preprocessed = module_for_run(restored).recipe.eval_image(tf.constant(images), 32)
-    expected = inference_logits(restored.model, preprocessed, flip_average=True)
-    single = inference_logits(restored.model, preprocessed, flip_average=False)
+    black = module_for_run(restored).recipe.eval_image(tf.zeros([1, 32, 32, 3]), 32)[0, 0, 0]
+    views = TestTimeViews(flip=True, shift=2, fill=tuple(black.numpy().tolist()))
+    expected = inference_logits(restored.model, preprocessed, views)
+    single = inference_logits(restored.model, preprocessed)
     logits = served(images=tf.constant(images))["logits"]
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     assert np.abs(logits - single).max() > 1e-4
@@ -215,12 +217,13 @@ def test_a_run_saved_before_an_eval_key_existed_takes_its_default_and_overrides(
     old = tmp_path / "old_run"
     shutil.copytree(run["dir"], old)
     saved = yaml.safe_load((old / "config.yaml").read_text())
-    del saved["eval"]["flip_average"]
+    del saved["eval"]["flip_average"], saved["eval"]["shift_average"]
     (old / "config.yaml").write_text(yaml.safe_dump(saved))
     assert restore_model(str(old)).config.eval.flip_average is False
     overridden = restore_model(str(old), eval_overrides={"eval.flip_average": True})
     assert overridden.config.eval.flip_average is True
-    assert module_for_run(overridden).flip_average
+    assert module_for_run(overridden).views.flip
+    assert module_for_run(restore_model(str(old))).views.count() == 1  # the image alone
 
 
 def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):

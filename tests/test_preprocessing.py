@@ -201,9 +201,11 @@ def test_random_erasing_outside_0_to_1_is_a_user_error(probability):
         data_config(hparam_str=f"data.random_erasing={probability}")
 
 
-def test_start_of_run_line_names_the_shift_crop_erasing_and_flip_averaging():
+def test_start_of_run_line_names_the_shift_crop_erasing_and_test_time_views():
     plain = describe_recipe(data_config())
-    assert "shifts" not in plain and "erasing" not in plain and "flip-averaged" not in plain
+    assert "shifts" not in plain and "erasing" not in plain and "views" not in plain
     line = describe_recipe(data_config(hparam_str="data.pad_crop=3,data.random_erasing=0.5,"
                                                   "eval.flip_average=true"))
-    assert "shifts of up to 3px, random erasing 0.5, flip-averaged eval" in line
+    assert "shifts of up to 3px, random erasing 0.5, eval averages 2 views (mirrored)" in line
+    line = describe_recipe(data_config(hparam_str="eval.flip_average=true,eval.shift_average=1"))
+    assert "eval averages 10 views (mirrored, shifted 1px each way)" in line

@@ -288,6 +288,55 @@ def test_flip_average_evaluates_and_serves_the_mean_of_both_mirror_images(data_d
     module.cleanup()
 
 
+def _moved(images: np.ndarray, rows: int, cols: int, fill: float) -> np.ndarray:
+    """The images moved by (rows, cols) pixels (down, right), the uncovered border `fill`."""
+    height, width = images.shape[1:3]
+    out = np.full_like(images, fill)
+    out[:, max(rows, 0):height + min(rows, 0), max(cols, 0):width + min(cols, 0)] = \
+        images[:, max(-rows, 0):height - max(rows, 0), max(-cols, 0):width - max(cols, 0)]
+    return out
+
+
+def test_shift_average_evaluates_and_serves_the_mean_of_ten_views(data_dir, tmp_path):
+    """`eval.shift_average=2` with flip averaging: evaluation's loss and the exported
+    module's logits are those of the mean logits of each image, the image moved 2 pixels
+    each way with black filling the border, and the mirror images of all five."""
+    from efficientnetv2.hparams.runs import RestoredModel
+    from efficientnetv2.serving.export import module_for_run
+
+    config = tiny_config(data_dir, ",eval.flip_average=true,eval.shift_average=2,"
+                                   "data.max_eval_examples=16,train.ema_decay=0")
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+
+    def by_hand(seen):
+        black = float(seen.min())  # Fashion-MNIST has black pixels: normalised 0
+        moved = [seen] + [_moved(seen, r, c, black) for r, c in ((2, 0), (-2, 0), (0, 2), (0, -2))]
+        views = moved + [view[:, :, ::-1] for view in moved]
+        return np.mean([trainer.model(view, training=False) for view in views], axis=0)
+
+    images, labels = next(iter(trainer.eval_data.dataset(16, config.eval.isize)))
+    assert float(images.numpy().min()) == -1.0  # the default recipe's black
+    averaged = by_hand(images.numpy())
+    flip_only = (trainer.model(images, training=False)
+                 + trainer.model(images[:, :, ::-1], training=False)) / 2
+    assert np.abs(averaged - flip_only).max() > 1e-4  # the moved images change the logits
+    expected = tf.keras.losses.categorical_crossentropy(labels, averaged, from_logits=True)
+    np.testing.assert_allclose(trainer.evaluate().loss, np.mean(expected), rtol=1e-5)
+    module = module_for_run(RestoredModel(trainer.model, config, trainer.class_names, "", False))
+    raw = np.zeros((2, 28, 28, 3), "float32")
+    raw[:, 4:24, 6:20] = np.random.default_rng(0).uniform(0, 255, (2, 20, 14, 3))
+    seen = module.recipe.eval_image(raw, config.eval.isize).numpy()
+    np.testing.assert_allclose(module.serve_images(raw)["logits"], by_hand(seen), atol=1e-5)
+    module.cleanup()
+
+
+def test_a_negative_shift_average_is_a_one_line_error(data_dir, tmp_path):
+    with pytest.raises(UserError, match="eval.shift_average=-1 must be 0"):
+        Trainer(tiny_config(data_dir, ",eval.shift_average=-1"), str(tmp_path / "run"),
+                verbose=False, need_train_data=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_another_architectures_checkpoint_is_refused_and_nothing_is_written(data_dir, tmp_path):
     """Training into a folder that holds another run: one line, and the folder unchanged
     (config.yaml, classes.txt, checkpoints), so the old run can still be evaluated."""
