@@ -136,9 +136,13 @@ def recipe_for(data_config) -> Recipe:
 def test_time_views(config) -> TestTimeViews:
     """The views evaluation, export and prediction average (`eval.flip_average`,
     `eval.shift_average`); shifted-in borders are black, as training's shift crop pads."""
+    shift = int(config.eval.shift_average)
+    if shift < 0:
+        raise UserError(f"eval.shift_average={shift} must be 0 (off) or a number of pixels "
+                        "to move each image by")
     offset, scale = NORMALIZATIONS[recipe_for(config.data).normalization]
     black = tuple(np.float32(-np.asarray(offset) / np.asarray(scale)).reshape(-1).tolist())
-    return TestTimeViews(bool(config.eval.flip_average), int(config.eval.shift_average),
+    return TestTimeViews(bool(config.eval.flip_average), shift,
                          black[0] if len(black) == 1 else black)
 
 

@@ -175,11 +175,6 @@ class TestTimeViews:
     shift: int = 0
     fill: float | tuple[float, ...] = 0.0
 
-    def __post_init__(self):
-        if self.shift < 0:
-            raise UserError(f"eval.shift_average={self.shift} must be 0 (off) or a number of "
-                            "pixels to move each image by")
-
     def count(self) -> int:
         return (2 if self.flip else 1) * (5 if self.shift else 1)
 

@@ -26,8 +26,7 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.builder import inference_logits
 from efficientnetv2.datasets import DataInput
-from efficientnetv2.datasets.preprocessing import (describe_augmentation, describe_recipe,
-                                                   test_time_views)
+from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe, test_time_views
 from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.hparams import runs
 
