@@ -133,7 +133,7 @@ def recipe_for(data_config) -> Recipe:
                   erasing)
 
 
-def test_time_views(config) -> TestTimeViews:
+def eval_views(config) -> TestTimeViews:
     """The views evaluation, export and prediction average (`eval.flip_average`,
     `eval.shift_average`); shifted-in borders are black, as training's shift crop pads."""
     shift = int(config.eval.shift_average)
@@ -158,7 +158,7 @@ def describe_recipe(config) -> str:
     recipe = recipe_for(config.data)
     extras = "".join([f", shifts of up to {recipe.pad_crop}px" if recipe.pad_crop else "",
                       f", random erasing {recipe.random_erasing:g}" if recipe.random_erasing else "",
-                      _describe_views(test_time_views(config))])
+                      _describe_views(eval_views(config))])
     return (f"recipe {recipe.name} (data.augname={config.data.augname or 'none'}, "
             f"{recipe.normalization} normalisation, {recipe.resize_method} resize{extras}), "
             f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"

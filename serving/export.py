@@ -177,7 +177,7 @@ def module_for_run(restored, top_k: int = 5) -> InferenceModule:
                            yaml.safe_dump(config.to_dict(), sort_keys=False), config.eval.isize,
                            preprocessing.recipe_for(config.data), top_k,
                            multilabel=hparams.loss_type(config) == "sigmoid",
-                           views=preprocessing.test_time_views(config))
+                           views=preprocessing.eval_views(config))
 
 
 def export_run(restored, export_dir: str, version: int | None = None, overwrite: bool = False,

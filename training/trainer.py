@@ -26,7 +26,7 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.builder import inference_logits
 from efficientnetv2.datasets import DataInput
-from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe, test_time_views
+from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe, eval_views
 from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.hparams import runs
 
@@ -81,7 +81,7 @@ class Trainer:
         keras.utils.set_random_seed(seed)
 
         self.eval_data = DataInput(config.data, config.eval.split, False, seed=seed)
-        self.eval_views = test_time_views(config)
+        self.eval_views = eval_views(config)
         self.train_data = (DataInput(config.data, config.train.split, True, seed=seed)
                            if need_train_data else None)
         data = self.train_data or self.eval_data
