@@ -140,10 +140,9 @@ def eval_views(config) -> TestTimeViews:
     if shift < 0:
         raise UserError(f"eval.shift_average={shift} must be 0 (off) or a number of pixels "
                         "to move each image by")
-    offset, scale = NORMALIZATIONS[recipe_for(config.data).normalization]
-    black = tuple(np.float32(-np.asarray(offset) / np.asarray(scale)).reshape(-1).tolist())
+    black = normalize(np.zeros(3, np.float32), recipe_for(config.data).normalization)
     return TestTimeViews(bool(config.eval.flip_average), shift,
-                         black[0] if len(black) == 1 else black)
+                         tuple(float(v) for v in keras.ops.convert_to_numpy(black)))
 
 
 def describe_augmentation(augname: str | None, magnitude: float) -> str:
