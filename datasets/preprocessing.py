@@ -136,10 +136,10 @@ def recipe_for(data_config) -> Recipe:
 def eval_views(config) -> TestTimeViews:
     """The views evaluation, export and prediction average (`eval.flip_average`,
     `eval.shift_average`); shifted-in borders are black, as training's shift crop pads."""
-    shift = int(config.eval.shift_average)
-    if shift < 0:
+    shift, size = int(config.eval.shift_average), config.eval.isize
+    if not 0 <= shift < size:
         raise UserError(f"eval.shift_average={shift} must be 0 (off) or a number of pixels "
-                        "to move each image by")
+                        f"under eval.isize={size} to move each image by")
     black = normalize(np.zeros(3, np.float32), recipe_for(config.data).normalization)
     return TestTimeViews(bool(config.eval.flip_average), shift,
                          tuple(float(v) for v in keras.ops.convert_to_numpy(black)))

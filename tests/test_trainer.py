@@ -330,10 +330,13 @@ def test_shift_average_evaluates_and_serves_the_mean_of_ten_views(data_dir, tmp_
     module.cleanup()
 
 
-def test_a_negative_shift_average_is_a_one_line_error(data_dir, tmp_path):
-    with pytest.raises(UserError, match="eval.shift_average=-1 must be 0"):
-        Trainer(tiny_config(data_dir, ",eval.shift_average=-1"), str(tmp_path / "run"),
-                verbose=False, need_train_data=False)
+@pytest.mark.parametrize("shift", [-1, 16])
+def test_a_shift_average_below_zero_or_the_image_size_is_a_one_line_error(data_dir, tmp_path,
+                                                                          shift):
+    with pytest.raises(UserError, match=f"eval.shift_average={shift} must be 0 .* under "
+                                        "eval.isize=16"):
+        Trainer(tiny_config(data_dir, f",eval.isize=16,eval.shift_average={shift}"),
+                str(tmp_path / "run"), verbose=False, need_train_data=False)
     assert not (tmp_path / "run").exists()
 
 
