@@ -135,14 +135,16 @@ def recipe_for(data_config) -> Recipe:
 
 def eval_views(config) -> TestTimeViews:
     """The views evaluation, export and prediction average (`eval.flip_average`,
-    `eval.shift_average`); shifted-in borders are black, as training's shift crop pads."""
+    `eval.shift_average`, `eval.shift_diagonal`); shifted-in borders are black, as training's
+    shift crop pads."""
     shift, size = int(config.eval.shift_average), config.eval.isize
     if not 0 <= shift < size:
         raise UserError(f"eval.shift_average={shift} must be 0 (off) or a number of pixels "
                         f"under eval.isize={size} to move each image by")
     black = normalize(np.zeros(3, np.float32), recipe_for(config.data).normalization)
     return TestTimeViews(bool(config.eval.flip_average), shift,
-                         tuple(float(v) for v in keras.ops.convert_to_numpy(black)))
+                         tuple(float(v) for v in keras.ops.convert_to_numpy(black)),
+                         bool(config.eval.shift_diagonal))
 
 
 def describe_augmentation(augname: str | None, magnitude: float) -> str:
@@ -169,7 +171,8 @@ def _describe_views(views: TestTimeViews) -> str:
     if views.count() == 1:
         return ""
     kinds = (["mirrored"] if views.flip else []) + (
-        [f"shifted {views.shift}px each way"] if views.shift else [])
+        [f"shifted {views.shift}px each way"
+         + (" and diagonally" if views.diagonal else "")] if views.shift else [])
     return f", eval averages {views.count()} views ({', '.join(kinds)})"
 
 

@@ -66,6 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
             # also average the logits of each image moved this many pixels up, down, left and
             # right, black pixels filling the border (0: off; 1 suits shift-crop training).
             "shift_average": 0,
+            # with shift_average, also move each image diagonally (9 positions, not 5).
+            "shift_diagonal": False,
             # --mode=traineval evaluates after every N-th epoch and at each stage's end.
             "every_epochs": 1,
         },

@@ -209,3 +209,8 @@ def test_start_of_run_line_names_the_shift_crop_erasing_and_test_time_views():
     assert "shifts of up to 3px, random erasing 0.5, eval averages 2 views (mirrored)" in line
     line = describe_recipe(data_config(hparam_str="eval.flip_average=true,eval.shift_average=1"))
     assert "eval averages 10 views (mirrored, shifted 1px each way)" in line
+    line = describe_recipe(data_config(hparam_str="eval.flip_average=true,eval.shift_average=1,"
+                                                  "eval.shift_diagonal=true"))
+    assert "eval averages 18 views (mirrored, shifted 1px each way and diagonally)" in line
+    line = describe_recipe(data_config(hparam_str="eval.flip_average=true,eval.shift_diagonal=true"))
+    assert "eval averages 2 views (mirrored)" in line  # no diagonal moves without a shift

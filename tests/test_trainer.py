@@ -297,20 +297,27 @@ def _moved(images: np.ndarray, rows: int, cols: int, fill: float) -> np.ndarray:
     return out
 
 
-def test_shift_average_evaluates_and_serves_the_mean_of_ten_views(data_dir, tmp_path):
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_shift_average_evaluates_and_serves_the_mean_of_the_moved_views(data_dir, tmp_path,
+                                                                        diagonal):
     """`eval.shift_average=2` with flip averaging: evaluation's loss and the exported
     module's logits are those of the mean logits of each image, the image moved 2 pixels
-    each way with black filling the border, and the mirror images of all five."""
+    each way (and diagonally with `eval.shift_diagonal`) with black filling the border, and
+    the mirror images of all five (nine)."""
     from efficientnetv2.hparams.runs import RestoredModel
     from efficientnetv2.serving.export import module_for_run
 
     config = tiny_config(data_dir, ",eval.flip_average=true,eval.shift_average=2,"
+                                   f"eval.shift_diagonal={str(diagonal).lower()},"
                                    "data.max_eval_examples=16,train.ema_decay=0")
     trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+    moves = [(2, 0), (-2, 0), (0, 2), (0, -2)]
+    moves += [(2, 2), (2, -2), (-2, 2), (-2, -2)] if diagonal else []
+    assert trainer.eval_views.count() == 2 * (1 + len(moves))
 
     def by_hand(seen):
         black = float(seen.min())  # Fashion-MNIST has black pixels: normalised 0
-        moved = [seen] + [_moved(seen, r, c, black) for r, c in ((2, 0), (-2, 0), (0, 2), (0, -2))]
+        moved = [seen] + [_moved(seen, r, c, black) for r, c in moves]
         views = moved + [view[:, :, ::-1] for view in moved]
         return np.mean([trainer.model(view, training=False) for view in views], axis=0)
 
