@@ -268,3 +268,34 @@ def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path, capsys):
                              f"--data_dir={idx_folder(str(tmp_path / 'data'), 16, 8)}",
                              f"--model_dir={tmp_path / 'other'}", wider, f"--checkpoint={bare}")
     assert_one_line_error(result, "error: cannot restore")
+
+
+def test_the_views_benchmark_averages_what_inference_averages_for_each_view_set(run):
+    """benchmarks/test_time_views.py: each view set's figure comes from exactly the views
+    that `inference_logits` averages for those settings (the run's black border)."""
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    from efficientnetv2.builder import inference_logits
+    from efficientnetv2.datasets.preprocessing import eval_views
+
+    spec = importlib.util.spec_from_file_location(
+        "test_time_views", Path(__file__).resolve().parents[1] / "benchmarks" / "test_time_views.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    restored = restore_model(run["dir"])
+    config = restored.config
+    dataset = DataInput(config.data, config.eval.split, False).dataset(5, config.eval.isize)
+    fill = eval_views(config).fill
+    assert max(abs(v) for v in fill) > 0.1  # mean/std normalisation: black is not 0
+    logits, labels = benchmark.view_logits(restored.model, dataset, fill)
+    images = tf.concat([batch for batch, _ in dataset], 0)
+    assert logits.shape == (12, 18, 10) and labels.shape == (12,)
+    for views in benchmark.VIEW_SETS.values():
+        expected = inference_logits(restored.model, images, dataclasses.replace(views, fill=fill))
+        np.testing.assert_allclose(logits[:, benchmark.positions(views)].mean(1), expected,
+                                   atol=1e-5)
+    single = restored.model(images, training=False).numpy()
+    assert benchmark.top1_by_view_set(logits, labels)["the image alone (1)"] == pytest.approx(
+        100 * np.mean(np.argmax(single, -1) == labels))
