@@ -178,7 +178,7 @@ class TestTimeViews:
     diagonal: bool = False
 
     def moves(self) -> list[tuple[int, int]]:
-        """(rows, columns) each shifted view moves the image by."""
+        """(rows, columns) each shifted view moves the image by (positive: down, right)."""
         n = self.shift
         if not n:
             return []
