@@ -124,15 +124,15 @@ def _seeded_split(per_class: list[list[str]], split: str, val_fraction: float, s
     chosen = []
     for index, paths in enumerate(per_class):
         order = np.random.RandomState(seed + index).permutation(len(paths))
-        num_val = min(len(paths) - 1, max(1, int(round(len(paths) * val_fraction))))
+        num_val = _num_val(len(paths), val_fraction)
         picked = order[:num_val] if split != "train" else order[num_val:]
         chosen.append([paths[i] for i in sorted(picked)])
     return chosen
 
 
-def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, seed: int = 0
-                      ) -> FolderScan:
-    """Lists and checks the images of `split` ('train', or 'eval'/'minival' for validation)."""
+def _split_layout(root: str | None, split: str) -> tuple[str, list[str], bool]:
+    """(folder holding the split's class folders, class names, whether train/ and val/ are
+    given) for `split` ('train', or 'eval'/'minival' for validation), checked."""
     if not root:
         raise UserError("dataset 'imagefolder' needs --data_dir=FOLDER with one sub-folder per class")
     if not os.path.isdir(root):
@@ -150,6 +150,18 @@ def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, s
     if len(class_names) < 2:
         raise UserError(f"image folder {directory!r} has {len(class_names)} class folder(s); "
                         f"a classifier needs at least 2 (one sub-folder per class)")
+    return directory, class_names, presplit
+
+
+def _num_val(count: int, val_fraction: float) -> int:
+    """How many of a class's `count` images the seeded split holds out for validation."""
+    return min(count - 1, max(1, int(round(count * val_fraction))))
+
+
+def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, seed: int = 0
+                      ) -> FolderScan:
+    """Lists and checks the images of `split` ('train', or 'eval'/'minival' for validation)."""
+    directory, class_names, presplit = _split_layout(root, split)
     skipped: list[str] = []
     per_class, ignored = _scan_classes(directory, class_names, skipped)
     if not presplit:
@@ -164,3 +176,36 @@ def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, s
                       f"{': ' + shown if skipped else ''}; ignored {ignored} non-image file(s)",
                       stacklevel=2)
     return FolderScan(root, class_names, paths, labels, skipped, ignored)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderStats:
+    """What the from-scratch defaults are chosen from (hparams/folder_plan.py)."""
+
+    train_images: int  # image files of the training split, by extension
+    num_classes: int
+    short_side: int  # median shorter side of the sampled images, px (0: none readable)
+    sampled: int  # images whose size was read
+
+
+def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300) -> FolderStats:
+    """Counts the training split's image files and reads the size of up to `sample` of them
+    (evenly spread, headers only): quick even for 100,000 images."""
+    directory, class_names, presplit = _split_layout(root, "train")
+    files = []
+    for name in class_names:
+        folder = os.path.join(directory, name)
+        images = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                  if f.lower().endswith(EXTENSIONS) and not f.startswith(".")]
+        files.append(images)
+    count = sum(len(images) if presplit or len(images) < 2
+                else len(images) - _num_val(len(images), val_fraction) for images in files)
+    every = [path for images in files for path in images]
+    sides = []
+    for path in every[::max(1, len(every) // sample)][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except Exception:  # unreadable files are the scan's to report
+            continue
+    return FolderStats(count, len(class_names), int(np.median(sides)) if sides else 0, len(sides))

@@ -52,6 +52,8 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
     apply_overrides(config, string_overrides, "--hparam_str")
+    if config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir:
+        plan_from_folder(config, {**file_overrides, **flag_overrides, **string_overrides})
     check_counts(config)
     resolve_image_sizes(config)
     resolve_preprocessing(config)
@@ -61,6 +63,22 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     model_name_or_blocks, overrides = model_arguments(config)
     resolve_options(model_name_or_blocks, overrides)
     return config
+
+
+def plan_from_folder(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
+    """Sets what `data.auto` chooses from the image folder (keys in `given` stay) and records
+    the reasons in `data.auto_plan`."""
+    import tensorflow as tf
+
+    from efficientnetv2.datasets.imagefolder import folder_stats
+
+    from . import folder_plan
+
+    stats = folder_stats(config.data.data_dir, config.data.val_fraction)
+    accelerator = bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+    choices = folder_plan.plan(config, stats, set(given), accelerator)
+    apply_overrides(config, {c.key: c.value for c in choices}, "data.auto")
+    config.data.auto_plan = folder_plan.describe(stats, choices)
 
 
 # key -> the smallest value that makes sense

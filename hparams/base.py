@@ -99,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
             "val_fraction": 0.1,  # imagefolder without val/: seeded share of each class.
             "max_train_examples": 0,  # keep only the first N training examples (0: all).
             "max_eval_examples": 0,  # keep only the first N eval examples (0: all).
+            # choose unset sizes, layout, batch, epochs, warm-up, EMA and eval cadence from
+            # the image folder (hparams/folder_plan.py; on in the imagefolder config).
+            "auto": False,
+            "auto_plan": config_dict.placeholder(str),  # written: what data.auto chose, and why
         },
         "runtime": {
             "strategy": "default",

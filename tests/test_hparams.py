@@ -107,12 +107,14 @@ def test_fractional_and_bad_image_sizes():
 
 def test_image_folders_from_scratch_or_fine_tuned():
     scratch = hparams.build_config("efficientnetv2-s", "imagefolder")
-    assert (scratch.data.recipe, scratch.train.lr_sched, scratch.train.ema_decay) == (
-        "ft", "cosine", 0.999)
+    assert (scratch.data.recipe, scratch.train.optimizer, scratch.train.lr_sched) == (
+        "default", "adamw", "cosine")
+    assert scratch.data.auto and scratch.data.auto_plan is None  # no --data_dir: no choices
     tuned = hparams.build_config("efficientnetv2-s", "imagefolder",
                                  hparam_str="train.ft_init_ckpt=/some/run")
     assert (tuned.data.recipe, tuned.train.lr_sched, tuned.data.ds_name) == ("ft", "constant",
                                                                               "imagefolder")
+    assert not tuned.data.auto  # the fine-tuning recipe keeps its own settings
 
 
 def test_normalisation_can_be_set_and_is_recorded():

@@ -71,8 +71,8 @@ def read_log(path: str) -> list[dict]:
 
 class Progress:
     """One progress line per epoch: bar, step, loss, accuracy, learning rate, image size,
-    images/s and the epoch's ETA. Redrawn in place on a terminal; one line per update
-    otherwise (logs)."""
+    images/s, the epoch's ETA and (given the run's steps left) the whole run's. Redrawn in
+    place on a terminal; one line per update otherwise (logs)."""
 
     WIDTH = 24
 
@@ -89,14 +89,16 @@ class Progress:
             self.stream.write(f"epoch {epoch + 1}/{epochs}\n")
 
     def update(self, done: int, seconds_per_step: float, loss: float, accuracy: float, lr: float,
-               size: int, images_per_sec: float) -> None:
+               size: int, images_per_sec: float, run_steps_left: int = 0) -> None:
         if not self.enabled:
             return
         filled = int(self.WIDTH * done / max(self.epoch_steps, 1))
         eta = (self.epoch_steps - done) * seconds_per_step
         line = (f"[{'=' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.epoch_steps} "
                 f"loss {loss:.4f} acc {accuracy:.4f} lr {lr:.3g} {size}px "
-                f"{images_per_sec:,.0f} img/s ETA {_duration(eta)}")
+                f"{images_per_sec:,.0f} img/s ETA {_duration(eta)}"
+                + (f" (run {_duration(run_steps_left * seconds_per_step)})"
+                   if run_steps_left > self.epoch_steps - done else ""))
         end = "\n" if not self.tty or done >= self.epoch_steps else ""
         self.stream.write(("\r" + line + "\033[K" if self.tty else line) + end)
         self.stream.flush()

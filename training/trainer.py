@@ -267,6 +267,8 @@ class Trainer:
                   f"{len(self.stages)} stage(s): "
                   + ", ".join(f"{s.image_size}px" for s in self.stages)
                   + f"; eval at {config.eval.isize}px; {describe_recipe(config)}")
+        if config.data.get("auto_plan"):
+            self._log(config.data.auto_plan)
         result = None
         if restored and eval_every_epoch and self._evaluated_after(start) and start < plan.total_steps:
             # a kill between an epoch's checkpoint and its evaluation: evaluate it now
@@ -341,7 +343,8 @@ class Trainer:
                       "images_per_sec": count / seconds, "seconds": seconds}
             log.write("train", now, **values)
             progress.update(now - epoch_start, seconds / steps, loss, accuracy,
-                            values["learning_rate"], stage.image_size, values["images_per_sec"])
+                            values["learning_rate"], stage.image_size, values["images_per_sec"],
+                            run_steps_left=plan.total_steps - now)
             if now % plan.steps_per_epoch == 0 or now in (end, plan.total_steps):
                 self.checkpoints.save(now)
                 if eval_every_epoch and self._evaluated_after(now):

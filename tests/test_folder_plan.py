@@ -1,0 +1,88 @@
+"""data.auto: from-scratch defaults chosen from the user's own folder."""
+
+import os
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+import efficientnetv2
+from efficientnetv2 import hparams
+from efficientnetv2.datasets.imagefolder import FolderStats, folder_stats
+from efficientnetv2.hparams import folder_plan
+
+
+def _folder(root, size=(28, 28), per_class=20, classes=("a", "b", "c"), split=None):
+    rng = np.random.RandomState(0)
+    for name in classes:
+        folder = root / split / name if split else root / name
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.randint(0, 255, (size[1], size[0], 3), np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def _last_feature_map(config) -> int:
+    name, overrides = hparams.model_arguments(config)
+    model = efficientnetv2.get_model(name, 3, **overrides)
+    features = efficientnetv2.feature_extractor(model)
+    size = config.eval.isize
+    outputs = features([np.zeros((1, size, size, 3), np.float32)])
+    return max(outputs.values(), key=lambda t: t.shape[-1]).shape[1]
+
+
+def test_a_small_image_folder_gets_its_own_size_a_layout_that_keeps_a_map_and_enough_epochs(tmp_path):
+    root = _folder(tmp_path)  # 60 images of 28 px, 10% held out per class
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={"data.data_dir": str(root)})
+    assert (config.eval.isize, config.train.isize) == (28, 28)
+    assert config.train.batch_size == 16  # the smallest batch
+    assert config.data.pad_crop == 4  # small images: shifted by up to 1/8, not area-cropped
+    assert config.train.epochs == 100  # 54 images: the most epochs
+    assert _last_feature_map(config) >= 2  # B0's own layout ends at 1x1 from 28 px
+    assert "54 training images in 3 classes, median shorter side 28px" in config.data.auto_plan
+    assert "model.stem_stride=1" in config.data.auto_plan
+    hparams.save_config(config, str(tmp_path / "run"))
+    with open(tmp_path / "run" / "config.yaml", encoding="utf-8") as f:
+        saved = yaml.safe_load(f)
+    assert saved["eval"]["isize"] == 28 and saved["model"]["stem_stride"] == 1
+    assert saved["data"]["auto_plan"] == config.data.auto_plan
+
+
+def test_keys_the_user_sets_are_kept_and_auto_can_be_switched_off(tmp_path):
+    root = _folder(tmp_path)
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder",
+                                  hparam_str="eval.isize=24,train.epochs=3,model.stem_stride=2",
+                                  extra={"data.data_dir": str(root)})
+    assert (config.eval.isize, config.train.isize, config.train.epochs) == (24, 24, 3)
+    assert config.model.stem_stride == 2 and config.model.blocks  # a stage's stride instead
+    assert _last_feature_map(config) >= 2
+    off = hparams.build_config("efficientnetv2-b0", "imagefolder", hparam_str="data.auto=false",
+                               extra={"data.data_dir": str(root)})
+    assert (off.eval.isize, off.train.epochs, off.data.auto_plan) == (224, 30, None)
+
+
+@pytest.mark.parametrize("accelerator, expected", [(False, 64), (True, 160)])
+def test_large_images_are_capped_at_the_models_size_or_on_a_cpu(accelerator, expected):
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder")
+    stats = FolderStats(train_images=50_000, num_classes=100, short_side=161, sampled=300)
+    choices = {c.key: c.value for c in folder_plan.plan(config, stats, set(), accelerator)}
+    assert choices["eval.isize"] == expected
+    assert choices["train.epochs"] == folder_plan.MIN_EPOCHS  # 50,000 images: the fewest
+    assert choices["train.batch_size"] == folder_plan.MAX_BATCH
+    assert "data.pad_crop" not in choices  # images of 64 px and up: the random-area crop
+    tiny = {c.key: c.value for c in folder_plan.plan(config, FolderStats(3, 2, 20, 3), set(), False)}
+    assert tiny["train.batch_size"] == 2  # never more than the training images
+    huge = FolderStats(2_000, 5, 4_000, 300)
+    size = {c.key: c.value for c in folder_plan.plan(config, huge, set(), True)}["eval.isize"]
+    assert size == 224  # B0's own size
+
+
+def test_folder_stats_count_the_training_split_and_read_sizes(tmp_path):
+    _folder(tmp_path / "split", size=(50, 30), per_class=7, split="train")
+    _folder(tmp_path / "split", size=(50, 30), per_class=2, split="val")
+    stats = folder_stats(str(tmp_path / "split"))
+    assert (stats.train_images, stats.num_classes, stats.short_side) == (21, 3, 30)
+    _folder(tmp_path / "flat", size=(20, 20), per_class=10)
+    assert folder_stats(str(tmp_path / "flat"), val_fraction=0.2).train_images == 24  # 8 a class
