@@ -56,6 +56,9 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
         plan_from_folder(config, {**file_overrides, **flag_overrides, **string_overrides})
     check_counts(config)
     resolve_image_sizes(config)
+    given = {**file_overrides, **flag_overrides, **string_overrides}
+    if config.train.ft_init_ckpt and "data.normalization" not in given:
+        config.data.normalization = initial_weights_normalization(config)
     resolve_preprocessing(config)
     if config.model.model_name == CUSTOM and not config.model.blocks:
         raise UserError("model 'custom' needs block strings: "
@@ -63,6 +66,23 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     model_name_or_blocks, overrides = model_arguments(config)
     resolve_options(model_name_or_blocks, overrides)
     return config
+
+
+def initial_weights_normalization(config: ml_collections.ConfigDict) -> str:
+    """How the inputs of `train.ft_init_ckpt`'s weights were normalised when they were
+    trained: a run's recorded `data.normalization`; for keras.applications' ImageNet weights,
+    a Keras file or an automl checkpoint, the model's own recipe's (ImageNet mean/std for
+    V2-B0..B3 and V1, (x - 128) / 128 for V2-S/M/L/XL and custom models)."""
+    from efficientnetv2.datasets.preprocessing import recipe_for
+
+    from . import runs
+
+    init = config.train.ft_init_ckpt
+    if runs.is_run(init):
+        folder = init if os.path.isdir(init) else runs.run_folder(init)
+        return recipe_for(runs.saved_config(folder).data).normalization
+    own = model_config(config.model.model_name).get("data", {})
+    return recipe_for(ml_collections.ConfigDict({"augname": own.get("augname")})).normalization
 
 
 def plan_from_folder(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:

@@ -86,3 +86,24 @@ def test_folder_stats_count_the_training_split_and_read_sizes(tmp_path):
     assert (stats.train_images, stats.num_classes, stats.short_side) == (21, 3, 30)
     _folder(tmp_path / "flat", size=(20, 20), per_class=10)
     assert folder_stats(str(tmp_path / "flat"), val_fraction=0.2).train_images == 24  # 8 a class
+
+
+@pytest.mark.parametrize("model_name, expected", [("efficientnetv2-b0", "imagenet"),
+                                                  ("efficientnet-b0", "imagenet"),
+                                                  ("efficientnetv2-s", "scale_128")])
+def test_fine_tuning_normalises_inputs_as_the_initial_weights_were_trained(model_name, expected):
+    config = hparams.build_config(model_name, "imagefolder", hparam_str="train.ft_init_ckpt=imagenet")
+    assert config.data.recipe == "ft" and config.data.normalization == expected
+    kept = hparams.build_config(model_name, "imagefolder",
+                                hparam_str="train.ft_init_ckpt=imagenet,data.normalization=scale_255")
+    assert kept.data.normalization == "scale_255"
+
+
+def test_fine_tuning_from_a_run_takes_the_runs_normalisation(tmp_path):
+    source = hparams.build_config("efficientnetv2-b0", "fashion_mnist")  # B0: ImageNet mean/std ...
+    assert source.data.normalization != hparams.build_config(
+        "efficientnetv2-b0", "imagefolderft").data.normalization  # ... where ft has scale_255
+    hparams.save_config(source, str(tmp_path / "run"))
+    tuned = hparams.build_config("efficientnetv2-b0", "imagefolder",
+                                 hparam_str=f"train.ft_init_ckpt={tmp_path / 'run'}")
+    assert tuned.data.normalization == source.data.normalization
