@@ -54,6 +54,8 @@ flags.DEFINE_multi_string("image", None, "--mode=predict: an image file or a fol
 flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or version folder "
                     "to predict with, instead of a checkpoint.")
 flags.DEFINE_enum("output", "text", ("text", "json"), "--mode=predict: output format.")
+flags.DEFINE_string("plot", None, "--mode=predict: also draw the images with their top classes "
+                    "and probabilities into this PNG file.")
 flags.DEFINE_integer("top_k", 5, "--mode=predict/export: how many classes to report.",
                      lower_bound=1)
 flags.DEFINE_list("bench_models", ["efficientnetv2-b0", "efficientnetv2-s"],
@@ -239,7 +241,13 @@ def run_export() -> None:
 
 
 def run_predict() -> None:
-    from efficientnetv2.serving.predict import Predictor, format_predictions, image_files, read_images
+    from efficientnetv2.serving.predict import (
+        Predictor,
+        format_predictions,
+        image_files,
+        plot_predictions,
+        read_images,
+    )
 
     if FLAGS.saved_model and FLAGS.checkpoint:
         raise UserError("pass --checkpoint or --saved_model, not both")
@@ -253,7 +261,10 @@ def run_predict() -> None:
     else:
         predictor = Predictor.from_checkpoint(FLAGS.checkpoint or model_dir(build_config()),
                                               FLAGS.top_k, eval_overrides())
-    print(format_predictions(files, predictor.top_k(images, FLAGS.top_k), FLAGS.output == "json"))
+    tops = predictor.top_k(images, FLAGS.top_k)
+    print(format_predictions(files, tops, FLAGS.output == "json"))
+    if FLAGS.plot:
+        print(f"wrote {plot_predictions(files, images, tops, FLAGS.plot)}", file=sys.stderr)
 
 
 def run_bench() -> None:

@@ -97,34 +97,34 @@ class DataInput:
                            context: tf.distribute.InputContext | None) -> tf.data.Dataset:
         """This input pipeline's examples over endless epochs, from position `skip` on.
 
-        Epoch e has its own order, seeded by (seed, e), so that positioning costs nothing
-        (a source with random access: a permutation of the whole split per epoch) or at most
-        one epoch of reading unparsed records (record files: a permutation of the files per
-        epoch, then the shuffle buffer; reading resumes inside the epoch only). Other streams (tfds) are
-        reshuffled each pass and positioned by reading from the stage's start.
+        Epoch e has its own order, seeded by (seed, e), so that positioning costs little (a
+        source with random access: a permutation of the whole split per epoch, positioned by
+        skipping row numbers) or at most one epoch of reading unparsed records (record
+        files: a permutation of the files per epoch, then the shuffle buffer; reading resumes
+        inside the epoch only). Other streams (tfds) are reshuffled each pass and positioned
+        by reading from the stage's start.
         """
         source, buffer = self.source, self.config.shuffle_buffer
         shards, shard = ((context.num_input_pipelines, context.input_pipeline_id)
                          if context else (1, 0))
         if source.table is not None or source.files is not None:
             size = len(range(shard, source.num_examples, shards))  # this shard's epoch
+            first_epoch, within = divmod(skip, size)
         if source.table is not None:
 
-            def example(position):
-                epoch, index = position // size, position % size
-                chosen = tf.random.experimental.index_shuffle(
-                    index, tf.stack([tf.constant(seed, tf.int64), epoch]), size - 1)
-                item = [tf.gather(t, chosen * shards + shard) for t in source.table]
-                return source.read_item(*item)
-            return tf.data.Dataset.range(skip, 2**62).map(example)
+            def epoch_rows(epoch):
+                order = _permutation(size, seed, epoch)
+                return tf.data.Dataset.from_tensor_slices(order * shards + shard)
+
+            def example(row):
+                return source.read_item(*[tf.gather(t, row) for t in source.table])
+            rows = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_rows).skip(within)
+            return rows.map(example)
         if source.files is not None:
             files = tf.constant(source.files)
-            first_epoch, within = divmod(skip, size)
 
             def epoch(index):
-                order = tf.random.experimental.index_shuffle(
-                    tf.range(len(source.files), dtype=tf.int64),
-                    tf.stack([tf.constant(seed, tf.int64), index]), len(source.files) - 1)
+                order = _permutation(len(source.files), seed, index)
                 records = source.read_files(tf.gather(files, order)).shard(shards, shard)
                 # an epoch is `size` records, as the step plan counts it, whatever the files hold
                 records = records.repeat().take(size)
@@ -168,3 +168,11 @@ class DataInput:
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _permutation(size: int, seed: int, epoch) -> tf.Tensor:
+    """Epoch `epoch`'s order of `size` items: a seeded shuffle of the whole range (not
+    `index_shuffle`, whose 4-round cipher leaves some epochs of small splits almost in file
+    order: one class per batch in a class-sorted image folder)."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(size, dtype=tf.int64), tf.stack([tf.constant(seed, tf.int64), epoch]))

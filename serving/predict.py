@@ -111,3 +111,29 @@ def format_predictions(files: list[str], tops: list, as_json: bool) -> str:
             for path, top in zip(files, tops)], indent=1)
     return "\n".join(f"{path}: " + ", ".join(f"{name} {p:.3f}" for _, name, p in top)
                      for path, top in zip(files, tops))
+
+
+def plot_predictions(files: list[str], images: list[bytes], tops: list, path: str,
+                     shown: int = 3) -> str:
+    """A grid of the images, each titled with its top `shown` classes and probabilities,
+    written as a PNG at `path`."""
+    from efficientnetv2.training.reporting import pyplot
+
+    plt = pyplot()
+    cols = min(6, len(files))
+    rows = -(-len(files) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, name, data, top in zip(axes.flat, files, images, tops):
+        ax.imshow(tf.io.decode_image(data, channels=3, expand_animations=False).numpy())
+        lines = [os.path.basename(name)] + [f"{label} {p:.1%}" for _, label, p in top[:shown]]
+        ax.set_title("\n".join(lines), fontsize=7, loc="left")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:
+        raise UserError(f"cannot write --plot={path}: {e.strerror or e}; give a writable .png path") from None
+    finally:
+        plt.close(fig)
+    return path

@@ -299,3 +299,33 @@ def test_the_views_benchmark_averages_what_inference_averages_for_each_view_set(
     single = restored.model(images, training=False).numpy()
     assert benchmark.top1_by_view_set(logits, labels)["the image alone (1)"] == pytest.approx(
         100 * np.mean(np.argmax(single, -1) == labels))
+
+
+def test_eval_logs_per_class_accuracy_and_draws_the_confusion_matrix(run, capsys):
+    result = main_in_process(capsys, "--mode=eval", f"--model_dir={run['dir']}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("per-class top-1: "))
+    per_class = {}
+    for item in line.removeprefix("per-class top-1: ").split(", "):
+        name, accuracy, count = item.rsplit(" ", 2)
+        per_class[name] = (accuracy, int(count.strip("()")))
+    predicted, truth = np.array(_in_process_labels(run)), np.arange(12) % 10  # idx_folder's labels
+    names = efficientnetv2.datasets.registry.FASHION_MNIST_CLASSES
+    for i, name in enumerate(names):
+        mine = truth == i
+        assert per_class[name] == (f"{np.mean(predicted[mine] == i):.3f}", int(mine.sum()))
+    with Image.open(os.path.join(run["dir"], "confusion.png")) as image:
+        assert image.width > 300 and image.height > 300
+
+
+def test_predict_draws_the_images_with_their_top_classes(run, tmp_path, capsys):
+    plot = tmp_path / "predictions.png"
+    result = main_in_process(capsys, "--mode=predict", f"--checkpoint={run['dir']}",
+                             f"--image={run['pngs']}", "--output=json", f"--plot={plot}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(json.loads(result.stdout)) == 12  # the JSON on stdout stays clean
+    with Image.open(plot) as image:
+        assert image.width >= 6 * 200 and image.height >= 2 * 250  # 6 columns, 2 rows
+    unwritable = main_in_process(capsys, "--mode=predict", f"--checkpoint={run['dir']}",
+                                 f"--image={run['pngs']}/test00.png", f"--plot={tmp_path}/no/such/dir/p.png")
+    assert_one_line_error(unwritable, "error: cannot write --plot")

@@ -151,3 +151,21 @@ def test_record_files_epochs_are_permutations_and_resume_inside_one_epoch(tmp_pa
     assert [sorted(whole[i:i + 20]) for i in (0, 20, 40)] == [list(range(20))] * 3
     assert whole[:20] != whole[20:40]
     assert labels(43, 10) == whole[43:53]
+
+
+def test_no_epoch_of_a_class_sorted_folder_comes_out_in_class_runs(train_data):
+    """An image folder lists its images class by class. Every epoch's order must mix them:
+    the old per-index cipher left epoch 12 of 1,000 images almost in file order (batches of
+    one class, and a training loss that jumped for an epoch)."""
+    classes, size, batch = 10, 1000, 32
+    labels = np.repeat(np.arange(classes), size // classes)
+    train_data.source = dataclasses.replace(
+        train_data.source, table=(tf.constant(labels),), num_examples=size,
+        read_item=lambda label: label)
+    for seed in (0, 1):
+        order = np.fromiter(train_data._training_examples(seed, 0, None).take(20 * size).as_numpy_iterator(),
+                            np.int64)
+        for epoch in range(20):
+            batches = order[epoch * size:(epoch + 1) * size][:size // batch * batch].reshape(-1, batch)
+            top_share = np.mean([np.bincount(b, minlength=classes).max() / batch for b in batches])
+            assert top_share < 0.3, (seed, epoch, top_share)  # ~0.2 for a random order

@@ -21,7 +21,12 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
 CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion.png"
+CONFUSION_MAX_CLASSES = 100  # evaluation counts a confusion matrix up to this many classes
+PER_CLASS_SHOWN = 20  # the per-class line names every class up to this many, else the worst
 FIELDS = ("kind", "step", "epoch", "stage", "image_size", "ram", "mixup", "cutmix", "dropout",
           "learning_rate", "weight_decay", "loss", "accuracy", "top5", "images_per_sec",
           "seconds")
@@ -143,5 +148,47 @@ def plot_curves(log_path: str, out_path: str, title: str) -> str:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def per_class_line(confusion, class_names: list[str]) -> str:
+    """Per-class top-1 (recall) from a [true, predicted] confusion matrix, as one log line:
+    every class, or the worst PER_CLASS_SHOWN of many."""
+    totals = confusion.sum(axis=1)
+    accuracy = [confusion[i, i] / total if total else float("nan") for i, total in enumerate(totals)]
+    order = range(len(accuracy))
+    label = "per-class top-1"
+    if len(accuracy) > PER_CLASS_SHOWN:
+        order = sorted(order, key=lambda i: accuracy[i])[:PER_CLASS_SHOWN]
+        label = f"per-class top-1, the {PER_CLASS_SHOWN} worst"
+    return f"{label}: " + ", ".join(f"{class_names[i]} {accuracy[i]:.3f} ({totals[i]})"
+                                    for i in order)
+
+
+def plot_confusion(confusion, class_names: list[str], out_path: str, title: str) -> str:
+    """The confusion matrix as a PNG: rows true classes, columns predictions, each row in
+    shares of its class (counts written in the cells for up to 20 classes)."""
+    plt = pyplot()
+    count = len(class_names)
+    shares = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
+    side = min(16.0, 2.5 + 0.45 * count)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    ticks = range(count)
+    ax.set_xticks(ticks, [class_names[i] for i in ticks], rotation=90, fontsize=7)
+    ax.set_yticks(ticks, [class_names[i] for i in ticks], fontsize=7)
+    if count <= PER_CLASS_SHOWN:
+        for i in ticks:
+            for j in ticks:
+                if confusion[i, j]:
+                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: top-1 {confusion.trace() / max(confusion.sum(), 1):.4f}", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path

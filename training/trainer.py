@@ -44,6 +44,7 @@ class EvalResult:
     top5: float
     count: int
     image_size: int
+    confusion: np.ndarray | None = None  # [true, predicted] counts (single-label, few classes)
 
 
 def mixed_precision_policy(config, strategy: tf.distribute.Strategy) -> str:
@@ -393,12 +394,23 @@ class Trainer:
         if size not in self._eval_fns:
             self._eval_fns[size] = self._make_eval_fn(size)
         with self.ema_weights():
-            loss_sum, top1, top5, count = self._eval_fns[size]().numpy()
+            totals, confusion = self._eval_fns[size]()
+        loss_sum, top1, top5, count = totals.numpy()
         count = max(count, 1)
-        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count), size)
+        confusion = confusion.numpy().astype(np.int64) if self.confusion_classes else None
+        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count),
+                          size, confusion)
+
+    @property
+    def confusion_classes(self) -> int:
+        """Classes of the confusion matrix evaluation counts (0: none, for multi-label data
+        or more than reporting.CONFUSION_MAX_CLASSES classes)."""
+        few = self.num_classes <= reporting.CONFUSION_MAX_CLASSES
+        return self.num_classes if few and self.loss_type == "softmax" else 0
 
     def _make_eval_fn(self, size: int):
-        """A tf.function summing (loss, top-1 hits, top-5 hits, count) over the eval split."""
+        """A tf.function summing (loss, top-1 hits, top-5 hits, count) and the confusion
+        matrix over the eval split."""
         batch = self._replica_multiple("eval.batch_size", self.config.eval.batch_size)
         examples = self.eval_data.num_examples
 
@@ -409,21 +421,29 @@ class Trainer:
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
         compute = tf.function(self._eval_stats, jit_compile=self.xla)
 
+        classes = self.confusion_classes
+
         @tf.function
         def run():
-            totals = tf.zeros([4])
+            totals, confusion = tf.zeros([4]), tf.zeros([classes, classes])
             for images, labels, mask in dataset:
-                stats = self.strategy.run(compute, args=(images, labels, mask))
+                stats, counts = self.strategy.run(compute, args=(images, labels, mask))
                 totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
-            return totals
+                confusion += self.strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
+            return totals, confusion
         return run
 
     def _eval_stats(self, images, labels, mask):
         logits = inference_logits(self.model, images, self.eval_views)
         losses = self.eval_loss_fn(labels, logits)
-        return tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
-                         _correct(labels, logits, min(5, self.num_classes), mask),
-                         tf.reduce_sum(mask)])
+        stats = tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
+                          _correct(labels, logits, min(5, self.num_classes), mask),
+                          tf.reduce_sum(mask)])
+        classes = self.confusion_classes
+        if not classes:
+            return stats, tf.zeros([0, 0])
+        return stats, tf.math.confusion_matrix(tf.argmax(labels, 1), tf.argmax(logits, 1),
+                                               classes, weights=mask, dtype=tf.float32)
 
     def evaluate_and_log(self, log: reporting.MetricsLog | None = None,
                          image_size: int | None = None) -> EvalResult:
@@ -437,6 +457,14 @@ class Trainer:
         self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}, "
                   f"top-5 {result.top5:.4f}, loss {result.loss:.4f} ({result.count} images, "
                   f"{seconds:.1f}s)")
+        if result.confusion is not None and final_size:
+            names = (self.class_names if self.class_names and len(self.class_names) == self.num_classes
+                     else [str(i) for i in range(self.num_classes)])
+            self._log(reporting.per_class_line(result.confusion, names))
+            if self.chief:
+                reporting.plot_confusion(result.confusion, names,
+                                         os.path.join(self.model_dir, reporting.CONFUSION_FILE),
+                                         f"{self.config.model.model_name} at step {result.step}")
         if log is not None:
             epoch = result.step / self.plan.steps_per_epoch if self.plan else None
             log.write("eval", result.step, epoch=epoch, image_size=result.image_size,
