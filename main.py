@@ -39,6 +39,10 @@ flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1
 flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.", lower_bound=1)
 flags.DEFINE_string("checkpoint", None, "--mode=eval/export/predict: this checkpoint prefix "
                     "or run folder (default: model_dir's latest).")
+flags.DEFINE_string("weights", None, "--mode=eval/predict/export: score, use or export "
+                    "pretrained weights without a training run: 'imagenet' (keras.applications' "
+                    "weights of --model_name), an automl checkpoint, or a Keras .h5 / .weights.h5 "
+                    "file; their classifier must fit --dataset_cfg's classes.")
 flags.DEFINE_float("eval_timeout", 0, "--mode=eval: keep waiting this many seconds for each new "
                    "checkpoint (0: evaluate the latest one and stop).")
 flags.DEFINE_string("export_dir", None, "--mode=export: where versions go (default: "
@@ -198,6 +202,14 @@ def run_eval() -> None:
     from efficientnetv2.hparams import runs
     from efficientnetv2.training import checkpoints
 
+    if FLAGS.weights:
+        if FLAGS.checkpoint:
+            raise UserError("pass --weights or --checkpoint, not both")
+        config = build_config()
+        result = make_trainer(config, need_train_data=False).evaluate_weights(FLAGS.weights)
+        print(f"{FLAGS.weights}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, "
+              f"loss {result.loss:.4f}")
+        return
     config, directory = eval_config()
     if FLAGS.checkpoint:
         paths = [FLAGS.checkpoint]
@@ -224,14 +236,30 @@ def eval_overrides() -> dict:
             if key.startswith("eval.")}
 
 
+def restored_model():
+    """--weights (pretrained, for --model_name on --dataset_cfg) or the run's checkpoint."""
+    from efficientnetv2.hparams.runs import pretrained_model, restore_model
+
+    if FLAGS.weights:
+        if FLAGS.checkpoint:
+            raise UserError("pass --weights or --checkpoint, not both")
+        return pretrained_model(build_config(), FLAGS.weights)
+    return restore_model(FLAGS.checkpoint or model_dir(build_config()),
+                         eval_overrides=eval_overrides())
+
+
 def run_export() -> None:
-    from efficientnetv2.hparams.runs import restore_model, run_folder
+    from efficientnetv2.hparams.runs import run_folder
     from efficientnetv2.serving.export import export_run
 
-    restored = restore_model(FLAGS.checkpoint or model_dir(build_config()),
-                             eval_overrides=eval_overrides())
-    export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
-    paths = export_run(restored, export_dir, FLAGS.export_version, FLAGS.overwrite,
+    restored = restored_model()
+    if FLAGS.weights:  # no run folder, no step
+        export_dir = FLAGS.export_dir or os.path.join(model_dir(restored.config), "export")
+        version = FLAGS.export_version or 1
+    else:
+        export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
+        version = FLAGS.export_version
+    paths = export_run(restored, export_dir, version, FLAGS.overwrite,
                        FLAGS.export_tflite, FLAGS.tflite_int8, FLAGS.top_k)
     weights = "EMA weights" if restored.ema else "weights"
     print(f"exported {restored.checkpoint} ({weights}, {restored.config.eval.isize}px, "
@@ -249,8 +277,8 @@ def run_predict() -> None:
         read_images,
     )
 
-    if FLAGS.saved_model and FLAGS.checkpoint:
-        raise UserError("pass --checkpoint or --saved_model, not both")
+    if FLAGS.saved_model and (FLAGS.checkpoint or FLAGS.weights):
+        raise UserError("pass --checkpoint, --weights or --saved_model, not two of them")
     files = image_files(FLAGS.image or [])
     images = read_images(files)
     if FLAGS.saved_model:
@@ -259,8 +287,7 @@ def run_predict() -> None:
                             "fixed at export); export again with them, or predict from --checkpoint")
         predictor = Predictor.from_saved_model(FLAGS.saved_model)
     else:
-        predictor = Predictor.from_checkpoint(FLAGS.checkpoint or model_dir(build_config()),
-                                              FLAGS.top_k, eval_overrides())
+        predictor = Predictor.from_restored(restored_model(), FLAGS.top_k)
     tops = predictor.top_k(images, FLAGS.top_k)
     print(format_predictions(files, tops, FLAGS.output == "json"))
     if FLAGS.plot:

@@ -69,11 +69,13 @@ def _weights_url(constructor, file_name: str) -> str:
     return getattr(module, "BASE_WEIGHTS_PATH", "") + file_name
 
 
-def copy_layers(model: keras.Model, values: dict[str, list[np.ndarray]], origin: str) -> str:
+def copy_layers(model: keras.Model, values: dict[str, list[np.ndarray]], origin: str,
+                keep_classifier: bool = False) -> str:
     """Sets each layer of `model` from `values` (layer name -> arrays in the layer's weight
     order). Every layer with weights must be there with equal shapes, except the classifier,
-    which stays new when the source has none or another class count. Nothing is written
-    unless every layer fits. Returns a one-line description for logs."""
+    which stays new when the source has none or another class count (a UserError with
+    `keep_classifier`: scoring or serving weights needs theirs). Nothing is written unless
+    every layer fits. Returns a one-line description for logs."""
     updates, new_classifier = [], None
     for layer in model.layers:
         if not layer.weights:
@@ -83,6 +85,10 @@ def copy_layers(model: keras.Model, values: dict[str, list[np.ndarray]], origin:
         if arrays is None or [tuple(np.shape(a)) for a in arrays] != shapes:
             if layer.name == CLASSIFIER:
                 source = "none" if arrays is None else f"{np.shape(arrays[-1])[-1]} classes"
+                if keep_classifier:
+                    raise UserError(f"{origin} has {source} in its classifier, the dataset "
+                                    f"{shapes[-1][-1]}: fine-tune them first "
+                                    "(train.ft_init_ckpt), or pick the dataset they classify")
                 new_classifier = f"new {CLASSIFIER} ({source} in the source, {shapes[-1][-1]} here)"
                 continue
             found = "missing" if arrays is None else f"shapes {[np.shape(a) for a in arrays]}"
@@ -132,13 +138,16 @@ def _checkpoint_in(folder: str) -> str:
 
 
 def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
-                    use_ema: bool = True) -> str:
+                    use_ema: bool = True, keep_classifier: bool = False) -> str:
     """Loads `weights` into `model`: 'imagenet' (keras.applications), an automl checkpoint
     (prefix or folder), a keras.applications `.h5` file or a `.weights.h5` file of
-    `model.save_weights`. Returns a one-line description."""
+    `model.save_weights` (see copy_layers for `keep_classifier`). Returns a one-line
+    description."""
+    def copy(values, origin):
+        return copy_layers(model, values, origin, keep_classifier)
     if weights == "imagenet":
-        return copy_layers(model, _imagenet_values(model, model_name),
-                           f"the ImageNet weights of {model_name} (keras.applications)")
+        return copy(_imagenet_values(model, model_name),
+                    f"the ImageNet weights of {model_name} (keras.applications)")
     path = _checkpoint_in(weights) if os.path.isdir(weights) else weights
     if path.endswith(".weights.h5"):
         twin = keras.models.clone_model(model)
@@ -147,11 +156,11 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
         except ValueError as e:
             raise UserError(f"cannot load {path}: {first_line(e)}; a .weights.h5 file "
                             "must come from model.save_weights of the same architecture") from None
-        return copy_layers(model, layer_values(twin), path)
+        return copy(layer_values(twin), path)
     if path.endswith(".h5"):
-        return copy_layers(model, _imagenet_values(model, model_name, path), path)
+        return copy(_imagenet_values(model, model_name, path), path)
     if not tf.io.gfile.exists(path + ".index"):
         raise UserError(f"weights {weights!r} not found: give 'imagenet', an automl checkpoint "
                         "(folder or prefix), a keras.applications .h5 or a .weights.h5 file")
     values, ema = read_automl_checkpoint(model, path, use_ema)
-    return copy_layers(model, values, f"{'the EMA of ' if ema else ''}automl checkpoint {path}")
+    return copy(values, f"{'the EMA of ' if ema else ''}automl checkpoint {path}")

@@ -146,6 +146,33 @@ def restore_model(path: str, use_ema: bool = True,
     return RestoredModel(model, config, class_names(checkpoint, config), checkpoint, ema)
 
 
+def pretrained_model(config: ml_collections.ConfigDict, weights: str) -> RestoredModel:
+    """The float32 inference model of `config`'s model with pretrained `weights` ('imagenet',
+    an automl checkpoint, a Keras `.h5` / `.weights.h5` file) and their own classifier, for
+    the dataset of `config` (its classes and names): prediction and export without a run."""
+    from efficientnetv2.datasets.registry import get_spec
+    from efficientnetv2.pretrained import load_pretrained
+
+    spec = get_spec(config.data.ds_name)
+    classes = config.model.num_classes or spec.num_classes
+    if not classes:
+        raise UserError(f"dataset {config.data.ds_name!r} names no class count; set "
+                        "model.num_classes to the classes of the weights")
+    with config.unlocked():
+        config.model.num_classes = classes
+    name, overrides = model_arguments(config)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        model = efficientnetv2.get_model(name, classes, **overrides)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    load_pretrained(model, config.model.model_name, weights, keep_classifier=True)
+    names = spec.class_names
+    names = list(names) if names and len(names) == classes else [str(i) for i in range(classes)]
+    return RestoredModel(model, config, names, weights, ema=False)
+
+
 def resolve_checkpoint(path: str) -> str:
     """A checkpoint prefix from a prefix or a run directory (its latest checkpoint)."""
     if os.path.isdir(path):

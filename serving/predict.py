@@ -67,9 +67,13 @@ class Predictor:
                         eval_overrides: dict | None = None) -> Predictor:
         from efficientnetv2.hparams.runs import restore_model
 
+        return cls.from_restored(restore_model(path, eval_overrides=eval_overrides), top_k)
+
+    @classmethod
+    def from_restored(cls, restored, top_k: int = 5) -> Predictor:
+        """From a run's restored model or pretrained weights (hparams.runs)."""
         from .export import module_for_run
 
-        restored = restore_model(path, eval_overrides=eval_overrides)
         return cls(module_for_run(restored, top_k).serve_bytes, restored.class_names)
 
     @classmethod

@@ -329,3 +329,28 @@ def test_predict_draws_the_images_with_their_top_classes(run, tmp_path, capsys):
     unwritable = main_in_process(capsys, "--mode=predict", f"--checkpoint={run['dir']}",
                                  f"--image={run['pngs']}/test00.png", f"--plot={tmp_path}/no/such/dir/p.png")
     assert_one_line_error(unwritable, "error: cannot write --plot")
+
+
+def test_pretrained_weights_are_scored_served_and_exported_without_a_run(run, tmp_path, capsys):
+    weights = str(tmp_path / "run.weights.h5")
+    restore_model(run["dir"]).model.save_weights(weights)  # the run's EMA weights, as a file
+    as_run = ["--model_name=custom", "--dataset_cfg=fashion_mnist", f"--hparam_str={RUN}",
+              f"--data_dir={run['config'].data.data_dir}", f"--model_dir={tmp_path / 'scored'}"]
+    scored = main_in_process(capsys, "--mode=eval", f"--weights={weights}", *as_run)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    from_run = main_in_process(capsys, "--mode=eval", f"--model_dir={run['dir']}")
+    top1 = [line.split(": top-1 ")[1].split(",")[0] for line in (scored.stdout + from_run.stdout).splitlines()
+            if ": top-1 " in line and not line.startswith("eval at")]
+    assert len(top1) == 2 and top1[0] == top1[1]
+    assert (tmp_path / "scored" / "confusion.png").exists()
+    predicted = main_in_process(capsys, "--mode=predict", f"--weights={weights}", *as_run,
+                                f"--image={run['pngs']}", "--output=json")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert [p["predictions"][0]["class_id"] for p in json.loads(predicted.stdout)] == _in_process_labels(run)
+    exported = main_in_process(capsys, "--mode=export", f"--weights={weights}", *as_run,
+                               f"--export_dir={tmp_path / 'export'}")
+    assert exported.returncode == 0 and (tmp_path / "export" / "1" / "saved_model.pb").exists()
+    other = main_in_process(capsys, "--mode=predict", f"--weights={weights}", *as_run[:2],
+                            f"--hparam_str={RUN},model.num_classes=7", *as_run[3:],
+                            f"--image={run['pngs']}")
+    assert_one_line_error(other, f"error: cannot load {weights}")  # its classifier has 10

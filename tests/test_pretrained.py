@@ -14,6 +14,7 @@ import efficientnetv2
 from efficientnetv2.automl_import import automl_names
 from efficientnetv2.errors import UserError
 from efficientnetv2.layers import FusedMBConv
+from efficientnetv2.pretrained import load_pretrained
 from efficientnetv2.training.restore import load_initial_weights
 
 BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -142,6 +143,8 @@ def test_ft_init_ckpt_accepts_automl_checkpoints_and_keras_files(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(UserError, match="weights 'nowhere' not found"):
         load_initial_weights(copy, "nowhere", None)
+    with pytest.raises(UserError, match="has 7 classes in its classifier, the dataset 10: fine-tune"):
+        load_pretrained(copy, None, str(tmp_path / "tiny.ckpt-5"), keep_classifier=True)
 
 
 def _fake_imagenet_file(tmp_path, include_top: bool):
@@ -208,3 +211,24 @@ def test_readme_feature_extraction_example(tmp_path):
     pooled = keras.Model(app.inputs, keras.layers.GlobalAveragePooling2D()(app.output))
     normalised = efficientnetv2.preprocess_input(images, "efficientnetv2-b0")
     np.testing.assert_allclose(backbone(normalised), pooled(normalised), atol=1e-5)
+
+
+def test_predict_with_imagenet_weights_names_imagenet_classes(tmp_path, capsys):
+    from test_main import main_in_process
+
+    from efficientnetv2 import hparams
+    from efficientnetv2.datasets.preprocessing import recipe_for
+    from efficientnetv2.datasets.registry import IMAGENET_CLASSES
+
+    path, _ = _fake_imagenet_file(tmp_path, include_top=True)
+    image = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    tf.io.write_file(str(tmp_path / "photo.png"), tf.io.encode_png(image))
+    with mock.patch.object(keras_efficientnet_v2.file_utils, "get_file", return_value=path):
+        result = main_in_process(capsys, "--mode=predict", "--model_name=efficientnetv2-b0",
+                                 "--weights=imagenet", f"--image={tmp_path / 'photo.png'}", "--top_k=1")
+        model = efficientnetv2.get_model("efficientnetv2-b0", weights="imagenet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = hparams.build_config("efficientnetv2-b0", "imagenet")  # the model's own recipe
+    pixels = recipe_for(config.data).eval_image(tf.cast(image[None], tf.float32), config.eval.isize)
+    expected = IMAGENET_CLASSES[int(np.argmax(model(pixels)))]
+    assert result.stdout.startswith(f"{tmp_path / 'photo.png'}: {expected} ")

@@ -462,6 +462,7 @@ class Trainer:
                      else [str(i) for i in range(self.num_classes)])
             self._log(reporting.per_class_line(result.confusion, names))
             if self.chief:
+                os.makedirs(self.model_dir, exist_ok=True)
                 reporting.plot_confusion(result.confusion, names,
                                          os.path.join(self.model_dir, reporting.CONFUSION_FILE),
                                          f"{self.config.model.model_name} at step {result.step}")
@@ -473,6 +474,18 @@ class Trainer:
         if self.plan is not None and final_size:  # `best/` compares like with like
             self.checkpoints.save_if_best(result.step, result.top1)
         return result
+
+    def evaluate_weights(self, weights: str) -> EvalResult:
+        """Loads pretrained `weights` ('imagenet', an automl checkpoint, a Keras file) with
+        their classifier, and evaluates them (without a run: no checkpoint is written)."""
+        from efficientnetv2.pretrained import load_pretrained
+
+        loaded = load_pretrained(self.model, self.config.model.model_name, weights,
+                                 keep_classifier=True)
+        self._log(f"loaded {loaded}")
+        for variable, average in self.ema_pairs:  # evaluation reads the averages
+            average.assign(variable)
+        return self.evaluate_and_log()
 
     def evaluate_checkpoint(self, path: str) -> EvalResult:
         """Restores `path` (model, EMA) and evaluates it."""
