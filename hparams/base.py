@@ -53,6 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
             "ft_init_ckpt": config_dict.placeholder(str),
             "ft_init_ema": True,
             "varsexp": config_dict.placeholder(str),
+            # train the classifier only: every other layer frozen, batch norm in inference mode
+            "freeze_backbone": False,
             "seed": 0,
             "dropout_base": 0.1,  # first stage's dropout when train.sched is on.
         },

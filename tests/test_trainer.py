@@ -191,6 +191,15 @@ def test_varsexp_freezes_everything_else(data_dir, tmp_path):
         Trainer(tiny_config(data_dir, ",train.varsexp=nothing_like_this"), str(tmp_path / "r2"))
 
 
+def test_freeze_backbone_trains_the_classifier_and_keeps_batch_norm_statistics(data_dir, tmp_path):
+    config = tiny_config(data_dir, ",train.epochs=1,train.stages=0,train.freeze_backbone=true")
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    before = {v.path: v.numpy() for v in trainer.model.weights}
+    trainer.train()
+    changed = {v.path for v in trainer.model.weights if not np.array_equal(before[v.path], v.numpy())}
+    assert changed == {"predictions/kernel", "predictions/bias"}  # moving statistics too
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
 def test_every_optimizer_trains(data_dir, tmp_path, optimizer):
     config = tiny_config(data_dir, f",train.epochs=1,train.stages=0,train.optimizer={optimizer},"

@@ -164,6 +164,9 @@ class Trainer:
             from .restore import load_initial_weights
             load_initial_weights(model, init, self.config.model.model_name,
                                  self.config.train.ft_init_ema, log=self._log)
+        if self.config.train.get("freeze_backbone"):
+            for layer in model.layers:  # frozen batch norm also normalises as in inference
+                layer.trainable = layer.name == "predictions"
         return model
 
     def _log(self, message: str) -> None:
