@@ -189,6 +189,9 @@ def eval_config():
     folder = FLAGS.model_dir
     if FLAGS.checkpoint:
         folder = runs.run_folder(runs.resolve_checkpoint(FLAGS.checkpoint))
+    if folder and os.path.isdir(folder) and not runs.is_run(folder) and runs.has_checkpoints(folder):
+        raise UserError(f"{folder} holds checkpoints but not the {CONFIG_FILENAME} its run wrote; "
+                        "put it back (evaluation needs the run's settings)")
     if not folder or not runs.is_run(folder):
         config = build_config()
         return config, model_dir(config)
@@ -249,6 +252,9 @@ def restored_model():
 
 
 def run_export() -> None:
+    import tensorflow as tf
+
+    from efficientnetv2.errors import first_line
     from efficientnetv2.hparams.runs import run_folder
     from efficientnetv2.serving.export import export_run
 
@@ -259,8 +265,13 @@ def run_export() -> None:
     else:
         export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
         version = FLAGS.export_version
-    paths = export_run(restored, export_dir, version, FLAGS.overwrite,
-                       FLAGS.export_tflite, FLAGS.tflite_int8, FLAGS.top_k)
+    try:
+        paths = export_run(restored, export_dir, version, FLAGS.overwrite,
+                           FLAGS.export_tflite, FLAGS.tflite_int8, FLAGS.top_k)
+    except (OSError, tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError) as e:
+        reason = getattr(e, "strerror", None) or first_line(e)
+        raise UserError(f"cannot write the export into {export_dir}: {reason}; give a writable "
+                        "--export_dir") from None
     weights = "EMA weights" if restored.ema else "weights"
     print(f"exported {restored.checkpoint} ({weights}, {restored.config.eval.isize}px, "
           f"{len(restored.class_names)} classes):")
@@ -337,8 +348,12 @@ def main(argv: list[str]) -> None:
         {"summary": run_summary, "inspect_data": run_inspect_data, "train": run_train,
          "traineval": run_train, "eval": run_eval, "export": run_export,
          "predict": run_predict, "bench": run_bench, "study": run_study}[FLAGS.mode]()
+    except KeyboardInterrupt:  # training saves and exits by itself; the other modes stop here
+        print(f"error: --mode={FLAGS.mode} interrupted (Ctrl-C); an export writes its version "
+              "only when complete", file=sys.stderr)
+        sys.exit(130)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {str(e)[:2000]}", file=sys.stderr)
         # TensorFlow warns at exit about a half-restored checkpoint; the error line says it all
         logging.set_verbosity(logging.ERROR)
         if "tensorflow" in sys.modules:

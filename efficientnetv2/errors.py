@@ -8,6 +8,20 @@ class UserError(ValueError):
     """
 
 
+def quoted(value, limit: int = 80) -> str:
+    """`repr(value)` cut to about `limit` characters, nested containers included, without
+    building the whole repr (a YAML alias bomb would expand to gigabytes): for values
+    that an error message quotes."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxlevel = 3
+    shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 6
+    shortener.maxstring = shortener.maxother = shortener.maxlong = limit
+    text = shortener.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "..."
+
+
 def first_line(error: BaseException, limit: int = 200) -> str:
     """The first non-empty line of an exception's message (its type name if none), for the
     one-line errors that quote a library's error."""

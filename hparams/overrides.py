@@ -16,7 +16,7 @@ from typing import Any
 import ml_collections
 import yaml
 
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, quoted
 
 
 def parse_value(text: str) -> Any:
@@ -42,8 +42,10 @@ def parse_hparam_str(hparam_str: str) -> dict[str, Any]:
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--hparam_str item {pair.strip()!r} is not key=value "
+            raise UserError(f"--hparam_str item {quoted(pair.strip())} is not key=value "
                             f"(example: train.epochs=10,model.dropout_rate=0.3)")
+        if key.strip() in flat:
+            raise UserError(f"--hparam_str sets {quoted(key.strip())} twice; keep one of them")
         flat[key.strip()] = parse_value(value)
     return flat
 
@@ -97,7 +99,7 @@ def _unknown_key(config: ml_collections.ConfigDict, key: str, source: str) -> Us
         leaf = key.rsplit(".", 1)[-1]
         close = [k for k in keys if k.endswith(f".{leaf}")][:3]
     hint = f"; closest: {', '.join(close)}" if close else "; see README.md for the keys"
-    return UserError(f"{source}: unknown config key {key!r}{hint}")
+    return UserError(f"{source}: unknown config key {quoted(key)}{hint}")
 
 
 def _coerce(field_type: type | None, value: Any, key: str, source: str) -> Any:
@@ -118,7 +120,7 @@ def _coerce(field_type: type | None, value: Any, key: str, source: str) -> Any:
 
 def _wrong(field_type: type, value: Any, key: str, source: str):
     raise UserError(f"{source}: config key {key!r} expects {field_type.__name__}, "
-                    f"got {value!r} ({type(value).__name__})")
+                    f"got {quoted(value)} ({type(value).__name__})")
 
 
 def apply_overrides(config: ml_collections.ConfigDict, flat: dict[str, Any],

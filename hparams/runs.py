@@ -59,6 +59,10 @@ def is_run(path: str) -> bool:
     return tf.io.gfile.exists(path + ".index") and run_folder(path) is not None
 
 
+def has_checkpoints(folder: str) -> bool:
+    return tf.train.latest_checkpoint(folder) is not None
+
+
 def run_checkpoint(path: str) -> str:
     """A checkpoint of this project's training from a prefix or run folder; a one-line error
     for a SavedModel or a checkpoint without its run's config."""
@@ -81,8 +85,16 @@ def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.C
     """A run folder's saved config with `overrides` from --hparam_str ({'eval.isize': ...});
     evaluation keys added since it was written (e.g. eval.flip_average) take their defaults,
     so older runs still take `eval.` overrides."""
-    with open(os.path.join(folder, CONFIG_FILENAME), encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(yaml.safe_load(f))
+    path = os.path.join(folder, CONFIG_FILENAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = ml_collections.ConfigDict(yaml.safe_load(f))
+    except FileNotFoundError:
+        raise UserError(f"the run's config {path} is missing; put back the config.yaml the run "
+                        "wrote (its checkpoints cannot be read without it)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError) as e:
+        raise UserError(f"the run's config {path} is damaged ({first_line(e, 100)}); put back "
+                        "the config.yaml the run wrote") from None
     for key, value in base_config().eval.items():
         if key not in config.eval:
             config.eval[key] = value

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -354,3 +355,38 @@ def test_pretrained_weights_are_scored_served_and_exported_without_a_run(run, tm
                             f"--hparam_str={RUN},model.num_classes=7", *as_run[3:],
                             f"--image={run['pngs']}")
     assert_one_line_error(other, f"error: cannot load {weights}")  # its classifier has 10
+
+
+@pytest.mark.parametrize("damage, message", [
+    (b"\xff\xfe not utf-8", "error: the run's config"),
+    (b"model: [unclosed", "error: the run's config"),
+    (None, "error: "),  # deleted
+])
+def test_a_damaged_or_missing_run_config_is_one_line(run, tmp_path, capsys, damage, message):
+    folder = tmp_path / "copy"
+    shutil.copytree(run["dir"], folder)
+    if damage is None:
+        (folder / "config.yaml").unlink()
+    else:
+        (folder / "config.yaml").write_bytes(damage)
+    for mode in ("eval", "export", "predict"):
+        result = main_in_process(capsys, f"--mode={mode}", f"--model_dir={folder}",
+                                 f"--checkpoint={folder}" if mode != "eval" else "--top_k=1",
+                                 f"--image={run['pngs']}")
+        assert_one_line_error(result, message)
+        assert "config.yaml" in result.stderr and ("damaged" in result.stderr or damage is None)
+
+
+def test_export_into_an_unwritable_place_or_interrupted_is_one_line(run, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
+                             f"--export_dir={tmp_path / 'a_file' / 'export'}")
+    assert_one_line_error(result, f"error: cannot write the export into {tmp_path / 'a_file'}")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    with mock.patch("efficientnetv2.serving.export.export_run", interrupted):
+        result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
+                                 f"--export_dir={tmp_path / 'export'}")
+    assert result.returncode == 130 and result.stderr.strip().startswith("error: --mode=export interrupted")
+    assert not (tmp_path / "export").exists()

@@ -176,3 +176,18 @@ def test_config_file_mistakes_are_one_line_errors(tmp_path):
     latin1.write_bytes("train:\n  epochs: 3  # r\xe9sum\xe9\n".encode("latin-1"))
     with pytest.raises(UserError, match=r"is not UTF-8 text \(byte \d+\); save it as UTF-8"):
         hparams.build_config("efficientnetv2-b0", "fashion_mnist", str(latin1))
+
+
+def test_a_key_twice_or_a_huge_value_is_a_short_one_line_error(tmp_path):
+    with pytest.raises(efficientnetv2.UserError, match="sets 'train.epochs' twice"):
+        hparams.build_config(hparam_str="train.epochs=3,train.batch_size=8,train.epochs=4")
+    with pytest.raises(efficientnetv2.UserError) as error:
+        hparams.build_config(hparam_str="train.epochs=" + "9" * 100_000 + "x")
+    assert len(str(error.value)) < 300
+    bomb = tmp_path / "bomb.yaml"  # "billion laughs": 9 levels of 9 aliases, 387M strings
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\ntrain: {optimizer: *a8}\n")
+    with pytest.raises(efficientnetv2.UserError) as error:
+        hparams.build_config(config_file=str(bomb))
+    assert len(str(error.value)) < 300

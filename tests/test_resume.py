@@ -86,11 +86,15 @@ def test_sigkill_mid_stage_and_at_the_stage_boundary(data_dir, tmp_path, referen
     assert_same(weights(model_dir, TOTAL), reference)
 
 
-def test_ctrl_c_saves_where_it_stopped_and_resumes_exactly(data_dir, tmp_path, reference):
+@pytest.mark.parametrize("sig, code_expected, said", [
+    (signal.SIGINT, 130, "interrupted: saved"),  # Ctrl-C
+    (signal.SIGTERM, 143, "stopped by SIGTERM: saved"),  # a scheduler's preemption
+])
+def test_ctrl_c_or_sigterm_saves_where_it_stopped_and_resumes_exactly(data_dir, tmp_path, reference,
+                                                                     sig, code_expected, said):
     model_dir = tmp_path / "run"
-    code, stdout = interrupt_after(start(data_dir, model_dir), model_dir, STEPS_PER_EPOCH,
-                                   signal.SIGINT)
-    assert code == 130 and "interrupted: saved" in stdout
+    code, stdout = interrupt_after(start(data_dir, model_dir), model_dir, STEPS_PER_EPOCH, sig)
+    assert code == code_expected and said in stdout
     saved = tf.train.latest_checkpoint(str(model_dir))
     assert int(saved.rsplit("-", 1)[1]) >= STEPS_PER_EPOCH
     finish(start(data_dir, model_dir))

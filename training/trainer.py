@@ -250,7 +250,7 @@ class Trainer:
         if not self.chief:
             return self._train(eval_every_epoch)
         checkpoints.check_writable(self.model_dir)
-        with checkpoints.run_lock(self.model_dir):
+        with checkpoints.run_lock(self.model_dir), _sigterm_interrupts():
             return self._train(eval_every_epoch)
 
     def _train(self, eval_every_epoch: bool) -> EvalResult | None:
@@ -283,11 +283,12 @@ class Trainer:
             while self.step < plan.total_steps:
                 result = self._train_stage(self.stages[plan.stage_of(self.step)], log, progress,
                                            eval_every_epoch) or result
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             path = self.checkpoints.save(self.step)
-            self._log(f"\ninterrupted: saved {path} at step {self.step}; rerun the same "
-                      "command to resume")
-            raise SystemExit(130) from None
+            sigterm = isinstance(stop, Terminated)
+            self._log(f"\n{'stopped by SIGTERM' if sigterm else 'interrupted'}: saved {path} at "
+                      f"step {self.step}; rerun the same command to resume")
+            raise SystemExit(143 if sigterm else 130) from None
         except (tf.errors.UnavailableError, tf.errors.AbortedError,
                 tf.errors.DeadlineExceededError) as e:
             if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -498,6 +499,30 @@ class Trainer:
             raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
                             f"{self.num_classes} classes: {first_line(e)}") from None
         return self.evaluate_and_log()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler preempting the machine) during training: handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While training, SIGTERM raises `Terminated` in the main thread (elsewhere: unchanged),
+    so that the run saves a checkpoint and exits within the grace period."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _scalar_variable(value: float, name: str) -> tf.Variable:
