@@ -52,7 +52,8 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
     apply_overrides(config, string_overrides, "--hparam_str")
-    if config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir:
+    if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
+            and os.path.isdir(config.data.data_dir)):  # else the data loader says what is wrong
         plan_from_folder(config, {**file_overrides, **flag_overrides, **string_overrides})
     check_counts(config)
     resolve_image_sizes(config)

@@ -63,3 +63,14 @@ def data_config(dataset_cfg: str = "fashion_mnist", hparam_str: str = ""):
     from efficientnetv2 import hparams
 
     return hparams.build_config("efficientnetv2-b0", dataset_cfg, hparam_str=hparam_str)
+
+
+def hparam_string(*parts: str) -> str:
+    """--hparam_str text of several parts, a key set again in a later part replacing the
+    earlier value (--hparam_str itself refuses a key twice)."""
+    pairs = {}
+    for part in parts:
+        for pair in filter(None, part.split(",")):
+            key, _, value = pair.partition("=")
+            pairs[key.strip()] = value
+    return ",".join(f"{key}={value}" for key, value in pairs.items())

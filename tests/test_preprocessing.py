@@ -108,7 +108,8 @@ def _unaugmented_view(data: DataInput, images: np.ndarray, size: int) -> np.ndar
 @pytest.mark.parametrize("size, source_size", [(32, 32), (224, 32), (224, 256)])
 def test_eval_view_matches_the_unaugmented_training_view(tmp_path, augname, size, source_size):
     raw, _ = _stripes_folder(tmp_path, source_size, per_class=2)
-    config = data_config("imagefolder", f"data.augname={augname}")
+    # the original's eval crop (the imagefolder config's own keeps the whole image)
+    config = data_config("imagefolder", f"data.augname={augname},data.crop_padding=32")
     data = DataInput(config.data, "eval", False, data_dir=str(tmp_path))
     evaluated = np.concatenate([x for x, _ in data.dataset(8, size)])
     expected = _unaugmented_view(data, raw, size)

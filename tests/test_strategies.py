@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_BLOCKS, idx_folder
+from conftest import TINY_BLOCKS, hparam_string, idx_folder
 from test_main import ROOT, run_main
 
 from efficientnetv2.training import reporting
@@ -69,7 +69,8 @@ def _start_workers(data_dir, model_dir, epochs: int) -> list[subprocess.Popen]:
         processes.append(subprocess.Popen(
             [sys.executable, "main.py", "--mode=train", "--model_name=custom",
              "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-             f"--hparam_str={SAME_MATH},train.epochs={epochs},runtime.strategy=multiworker"],
+             "--hparam_str=" + hparam_string(SAME_MATH, f"train.epochs={epochs}",
+                                             "runtime.strategy=multiworker")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return processes
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_BLOCKS, idx_folder
+from conftest import TINY_BLOCKS, hparam_string, idx_folder
 
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
@@ -31,7 +31,7 @@ def data_dir(tmp_path):
 
 
 def tiny_config(data_dir, extra: str = ""):
-    return hparams.build_config("custom", "fashion_mnist", hparam_str=TINY_RUN + extra,
+    return hparams.build_config("custom", "fashion_mnist", hparam_str=hparam_string(TINY_RUN, extra),
                                 extra={"data.data_dir": str(data_dir)})
 
 

@@ -81,11 +81,13 @@ def synthetic_batch(batch_size: int, image_size: int, seed: int = 0):
 
 def _config(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
             overrides: str = ""):
-    return hparams.build_config(model_name, "synthetic", hparam_str=(
+    fixed = hparams.parse_hparam_str(
         f"train.batch_size={batch_size},train.isize={image_size},eval.isize={image_size},"
         f"runtime.iterations_per_loop={steps},runtime.xla={xla},runtime.mixed_precision=false,"
         "train.ema_decay=0.9999,train.weight_decay=1e-5,train.label_smoothing=0.1,"
-        "train.optimizer=rmsprop" + (f",{overrides}" if overrides else "")))
+        "train.optimizer=rmsprop")
+    return hparams.build_config(model_name, "synthetic",
+                                extra={**fixed, **hparams.parse_hparam_str(overrides)})
 
 
 def _timed(warmup, run, steps: int) -> float:
