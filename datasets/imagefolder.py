@@ -7,7 +7,9 @@ class) or `root/train/<class>/...` + `root/val/<class>/...`. Decisions on bad in
   again at the end of a run);
 - files of other extensions: ignored and counted;
 - images TensorFlow's decoder (the pipeline's) cannot read but Pillow can (1-bit BMP, TIFF or
-  WebP renamed .jpg, JPEGs libjpeg refuses, ...): converted once to PNG in a cache folder;
+  WebP renamed .jpg, JPEGs libjpeg refuses, ...), and photos whose EXIF orientation says
+  they are stored turned (TensorFlow's decoder ignores it): converted once to PNG, upright,
+  in a cache folder;
   1, 2 and 4 channels, palettes and CMYK become RGB in the pipeline;
 - a missing folder, an empty class folder, a single class, or train/val with different
   classes: a one-line error.
@@ -22,7 +24,7 @@ import warnings
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from efficientnetv2.errors import UserError
 
@@ -49,13 +51,21 @@ def _class_folders(directory: str) -> list[str]:
                   if os.path.isdir(os.path.join(directory, d)) and not d.startswith("."))
 
 
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: stored upright; 2-8: mirrored and/or turned)."""
+    try:
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a damaged EXIF block: take the pixels as stored
+        return 1
+
+
 def _convert_to_png(path: str, image: Image.Image) -> str:
     os.makedirs(CACHE_DIR, exist_ok=True)
     stat = os.stat(path)
     key = hashlib.sha1(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime}".encode()).hexdigest()
     target = os.path.join(CACHE_DIR, f"{key}.png")
     if not os.path.exists(target):
-        image.convert("RGB").save(target)
+        ImageOps.exif_transpose(image).convert("RGB").save(target)
     return target
 
 
@@ -79,7 +89,8 @@ def check_image(path: str) -> tuple[str | None, str | None]:
             if image.width == 0 or image.height == 0:
                 return None, "zero-sized image"
             modes = TF_DECODABLE.get(image.format, ())
-            if (modes is not None and image.mode not in modes) or not _tf_decodes(path):
+            if ((modes is not None and image.mode not in modes) or exif_orientation(image) != 1
+                    or not _tf_decodes(path)):
                 return _convert_to_png(path, image), None
     except Exception as e:  # PIL raises many types for damaged files
         return None, f"not a readable image ({type(e).__name__})"

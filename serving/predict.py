@@ -41,11 +41,13 @@ def image_files(paths: list[str]) -> list[str]:
 
 
 def read_images(files: list[str]) -> list[bytes]:
-    """The files' bytes, each checked to decode as JPEG/PNG/BMP/GIF."""
+    """The files' bytes, each checked to decode as JPEG/PNG/BMP/GIF; a photo stored turned
+    (EXIF orientation) is turned upright first, as training's folder scan does."""
     images = []
     for path in files:
         with open(path, "rb") as f:
             data = f.read()
+        data = _upright(data)
         try:
             tf.io.decode_image(data, channels=3, expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
@@ -53,6 +55,25 @@ def read_images(files: list[str]) -> list[bytes]:
                             "remove it or pass other images") from None
         images.append(data)
     return images
+
+
+def _upright(data: bytes) -> bytes:
+    """Encoded image bytes, as PNG turned upright when their EXIF orientation says so."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    from efficientnetv2.datasets.imagefolder import exif_orientation
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if exif_orientation(image) == 1:
+                return data
+            out = io.BytesIO()
+            ImageOps.exif_transpose(image).convert("RGB").save(out, "PNG")
+            return out.getvalue()
+    except Exception:  # not readable by Pillow: the decoder below says so
+        return data
 
 
 class Predictor:

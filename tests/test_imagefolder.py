@@ -131,3 +131,24 @@ def test_a_jpeg_tensorflow_cannot_decode_is_converted_and_trains(tmp_path):
     assert len(converted) == 1 and converted[0].endswith(".png")
     images, _ = next(iter(data.dataset(data.num_examples, 16)))  # every image decodes
     assert images.shape[0] == data.num_examples
+
+
+def test_photos_stored_turned_are_read_upright_in_training_and_prediction(tmp_path):
+    from PIL import ImageOps
+
+    from efficientnetv2.serving.predict import read_images
+
+    root = _good_folder(tmp_path)
+    stored = Image.fromarray(RNG.randint(0, 255, (10, 24, 3), np.uint8))  # 24 wide, 10 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view", as a phone held upright writes
+    stored.save(root / "cat" / "phone.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(root / "cat" / "phone.jpg") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert upright.shape == (24, 10, 3)
+    paths = [p for split in ("train", "eval") for p in scan_image_folder(str(root), split, 0.2).paths]
+    read = [p for p in paths if p.endswith(".png") and "converted" in p]
+    assert len(read) == 1  # the photo, converted once, upright
+    np.testing.assert_array_equal(tf.io.decode_image(tf.io.read_file(read[0]), 3).numpy(), upright)
+    served = read_images([str(root / "cat" / "phone.jpg")])[0]
+    np.testing.assert_array_equal(tf.io.decode_image(served, 3).numpy(), upright)
