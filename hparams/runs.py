@@ -13,7 +13,7 @@ import tensorflow as tf
 import yaml
 
 import efficientnetv2
-from efficientnetv2.errors import UserError, first_line
+from efficientnetv2.errors import UserError, first_line, quoted
 
 from . import CONFIG_FILENAME, model_arguments
 from .base import base_config
@@ -57,6 +57,27 @@ def is_run(path: str) -> bool:
     if os.path.isdir(path):
         return os.path.exists(os.path.join(path, CONFIG_FILENAME))
     return tf.io.gfile.exists(path + ".index") and run_folder(path) is not None
+
+
+def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[str]) -> None:
+    """A UserError when `folder` holds a run with checkpoints on other data than `config`
+    (another dataset, or other class names; a moved --data_dir is fine): resuming would mix
+    them. Nothing is written."""
+    if not (is_run(folder) and has_checkpoints(folder)):
+        return
+    saved = saved_config(folder)
+    changed = [f"{key} {saved.data.get(key)!r} -> {config.data.get(key)!r}"
+               for key in ("ds_name",) if saved.data.get(key) != config.data.get(key)]
+    path = os.path.join(folder, CLASSES_FILENAME)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            before = f.read().splitlines()
+        if before != list(names):
+            changed.append(f"classes {quoted(before, 60)} -> {quoted(list(names), 60)}")
+    if changed:
+        raise UserError(f"{folder} holds a run on other data ({'; '.join(changed)}); nothing was "
+                        "changed: train into another --model_dir, adding "
+                        f"--hparam_str=train.ft_init_ckpt={folder} to start from its weights")
 
 
 def has_checkpoints(folder: str) -> bool:

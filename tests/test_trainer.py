@@ -432,3 +432,24 @@ def test_traineval_evaluates_every_nth_epoch_and_at_each_stage_end(data_dir, tmp
     Trainer(tiny_config(data_dir, ",eval.every_epochs=3"), str(run),
             verbose=False).train(eval_every_epoch=True)
     assert _eval_steps(run) == [16, 24, 32]
+
+
+def test_resuming_a_run_on_other_data_is_refused_and_nothing_is_written(data_dir, tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), str(run), verbose=False).train()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    folder = tmp_path / "images"
+    for name in [f"class{i}" for i in range(10)]:  # 10 classes, as Fashion-MNIST has
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (24, 24), (i * 40, 0, 0)).save(folder / name / f"{i}.png")
+    other = hparams.build_config("custom", "imagefolder",
+                                 hparam_str=hparam_string(TINY_RUN, "train.epochs=2,train.stages=0"),
+                                 extra={"data.data_dir": str(folder)})
+    with pytest.raises(UserError, match="holds a run on other data .*ds_name 'fashion_mnist' -> "
+                                        "'imagefolder'.*train.ft_init_ckpt=") as error:
+        Trainer(other, str(run), verbose=False).train()
+    assert "\n" not in str(error.value)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -255,6 +255,7 @@ class Trainer:
 
     def _train(self, eval_every_epoch: bool) -> EvalResult | None:
         plan, config = self.plan, self.config
+        runs.check_same_data(self.model_dir, config, self.class_names)
         restored = self.checkpoints.restore_latest(self._log)  # before writing anything: a mismatch
         if self.chief:                                  # must leave the folder as it was
             hparams.save_config(config, self.model_dir)
