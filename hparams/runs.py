@@ -80,6 +80,17 @@ def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[
                         f"--hparam_str=train.ft_init_ckpt={folder} to start from its weights")
 
 
+def before_hint(checkpoint: str) -> str:
+    """'; the checkpoint before it is PATH' when the folder keeps an older one, for the
+    error of a checkpoint that cannot be read."""
+    state = tf.train.get_checkpoint_state(os.path.dirname(checkpoint))
+    paths = [os.path.join(os.path.dirname(checkpoint), os.path.basename(p))
+             for p in (state.all_model_checkpoint_paths if state else [])]
+    older = [p for p in paths if p != checkpoint and step_of(p) < step_of(checkpoint)
+             and tf.io.gfile.exists(p + ".index")]
+    return f"; the checkpoint before it is {older[-1]}" if older else ""
+
+
 def has_checkpoints(folder: str) -> bool:
     return tf.train.latest_checkpoint(folder) is not None
 
@@ -167,7 +178,7 @@ def restore_model(path: str, use_ema: bool = True,
     try:
         tf.train.Checkpoint(model=model, ema=averages).restore(checkpoint).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:  # IndexError: truncated
-        raise UserError(f"cannot restore {checkpoint}: {first_line(e)}") from None
+        raise UserError(f"cannot restore {checkpoint}: {first_line(e)}{before_hint(checkpoint)}") from None
     saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
              if key.startswith("ema/")}
     ema = use_ema and bool(saved)

@@ -390,3 +390,18 @@ def test_export_into_an_unwritable_place_or_interrupted_is_one_line(run, tmp_pat
                                  f"--export_dir={tmp_path / 'export'}")
     assert result.returncode == 130 and result.stderr.strip().startswith("error: --mode=export interrupted")
     assert not (tmp_path / "export").exists()
+
+
+def test_a_truncated_latest_checkpoint_names_the_one_before_it(run, tmp_path, capsys):
+    folder = tmp_path / "copy"
+    shutil.copytree(run["dir"], folder)
+    latest = tf.train.latest_checkpoint(str(folder))
+    index = folder / (os.path.basename(latest) + ".index")
+    index.write_bytes(index.read_bytes()[:40])
+    state = tf.train.get_checkpoint_state(str(folder))
+    before = os.path.join(str(folder), os.path.basename(state.all_model_checkpoint_paths[-2]))
+    for mode in ("eval", "export"):
+        result = main_in_process(capsys, f"--mode={mode}", f"--model_dir={folder}", f"--checkpoint={folder}")
+        assert_one_line_error(result, "error: cannot restore")
+        assert result.stderr.strip().endswith(f"the checkpoint before it is {before}")
+    assert main_in_process(capsys, "--mode=eval", f"--checkpoint={before}").returncode == 0

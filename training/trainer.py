@@ -498,7 +498,8 @@ class Trainer:
             self.checkpoints.checkpoint.restore(path).expect_partial()
         except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
             raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
-                            f"{self.num_classes} classes: {first_line(e)}") from None
+                            f"{self.num_classes} classes: {first_line(e)}"
+                            f"{runs.before_hint(path)}") from None
         return self.evaluate_and_log()
 
 
