@@ -453,3 +453,22 @@ def test_resuming_a_run_on_other_data_is_refused_and_nothing_is_written(data_dir
         Trainer(other, str(run), verbose=False).train()
     assert "\n" not in str(error.value)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_image_removed_after_the_folder_scan_stops_in_one_line(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (24, 24), (i * 30, 0, 0)).save(folder / name / f"{i}.png")
+    config = hparams.build_config("custom", "imagefolder", hparam_str=hparam_string(
+        TINY_RUN, "train.epochs=1,train.stages=0,train.batch_size=4,data.val_fraction=0.25"),
+        extra={"data.data_dir": str(folder)})
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)  # the folder is scanned
+    (folder / "a" / "3.png").write_text("no longer an image")
+    (folder / "b" / "5.png").unlink()
+    with pytest.raises(UserError, match="went away or stopped being an image during training") as error:
+        trainer.train()
+    assert "\n" not in str(error.value) and "rerun the same command" in str(error.value)

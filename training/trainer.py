@@ -290,6 +290,14 @@ class Trainer:
             self._log(f"\n{'stopped by SIGTERM' if sigterm else 'interrupted'}: saved {path} at "
                       f"step {self.step}; rerun the same command to resume")
             raise SystemExit(143 if sigterm else 130) from None
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+            if config.data.ds_name != "imagefolder":
+                raise
+            raise UserError(
+                f"an image of {config.data.data_dir} went away or stopped being an image during "
+                f"training ({first_line(e, 160)}); the last checkpoint "
+                f"({self.checkpoints.latest or 'none'}) is kept: rerun the same command to "
+                "resume (the folder is scanned again)") from None
         except (tf.errors.UnavailableError, tf.errors.AbortedError,
                 tf.errors.DeadlineExceededError) as e:
             if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
