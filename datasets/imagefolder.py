@@ -97,6 +97,16 @@ def check_image(path: str) -> tuple[str | None, str | None]:
     return path, None
 
 
+def unusable(paths: list[str]) -> list[str]:
+    """Those of `paths` (a scan's, converted ones included) that are gone or no longer
+    images: what to name when reading fails in the middle of a run."""
+    gone = []
+    for path in paths:
+        if not os.path.isfile(path) or check_image(path)[0] is None:
+            gone.append(path)
+    return gone
+
+
 def _scan_classes(directory: str, class_names: list[str], skipped: list[str]
                   ) -> tuple[list[list[str]], int]:
     per_class, ignored = [], 0

@@ -469,6 +469,8 @@ def test_an_image_removed_after_the_folder_scan_stops_in_one_line(tmp_path):
     trainer = Trainer(config, str(tmp_path / "run"), verbose=False)  # the folder is scanned
     (folder / "a" / "3.png").write_text("no longer an image")
     (folder / "b" / "5.png").unlink()
-    with pytest.raises(UserError, match="went away or stopped being an image during training") as error:
+    with pytest.raises(UserError, match="2 image.s. went away or stopped being images during "
+                                        "training") as error:
         trainer.train()
     assert "\n" not in str(error.value) and "rerun the same command" in str(error.value)
+    assert f"{folder}/a/3.png" in str(error.value) and f"{folder}/b/5.png" in str(error.value)

@@ -293,11 +293,15 @@ class Trainer:
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
             if config.data.ds_name != "imagefolder":
                 raise
+            from efficientnetv2.datasets.imagefolder import unusable
+
+            paths = [p.decode() for p in self.train_data.source.table[0].numpy()]
+            gone = unusable(paths) or [first_line(e, 160)]
             raise UserError(
-                f"an image of {config.data.data_dir} went away or stopped being an image during "
-                f"training ({first_line(e, 160)}); the last checkpoint "
+                f"{len(gone)} image(s) went away or stopped being images during training "
+                f"({', '.join(gone[:3])}{' ...' if len(gone) > 3 else ''}); the last checkpoint "
                 f"({self.checkpoints.latest or 'none'}) is kept: rerun the same command to "
-                "resume (the folder is scanned again)") from None
+                "resume (the folder is scanned again, without them)") from None
         except (tf.errors.UnavailableError, tf.errors.AbortedError,
                 tf.errors.DeadlineExceededError) as e:
             if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
