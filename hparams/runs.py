@@ -61,13 +61,14 @@ def is_run(path: str) -> bool:
 
 def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[str]) -> None:
     """A UserError when `folder` holds a run with checkpoints on other data than `config`
-    (another dataset, or other class names; a moved --data_dir is fine): resuming would mix
-    them. Nothing is written."""
+    (another dataset, preprocessing recipe or class names; a moved --data_dir is fine):
+    resuming would mix them. Nothing is written."""
     if not (is_run(folder) and has_checkpoints(folder)):
         return
     saved = saved_config(folder)
     changed = [f"{key} {saved.data.get(key)!r} -> {config.data.get(key)!r}"
-               for key in ("ds_name",) if saved.data.get(key) != config.data.get(key)]
+               for key in ("ds_name", "recipe")  # (runs older than a key do not record it)
+               if saved.data.get(key) is not None and saved.data.get(key) != config.data.get(key)]
     path = os.path.join(folder, CLASSES_FILENAME)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:

@@ -452,6 +452,9 @@ def test_resuming_a_run_on_other_data_is_refused_and_nothing_is_written(data_dir
                                         "'imagefolder'.*train.ft_init_ckpt=") as error:
         Trainer(other, str(run), verbose=False).train()
     assert "\n" not in str(error.value)
+    recipe = tiny_config(data_dir, ",train.epochs=2,train.stages=0,data.augname=ft")
+    with pytest.raises(UserError, match="recipe 'default' -> 'ft'"):
+        Trainer(recipe, str(run), verbose=False).train()
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -474,3 +477,6 @@ def test_an_image_removed_after_the_folder_scan_stops_in_one_line(tmp_path):
         trainer.train()
     assert "\n" not in str(error.value) and "rerun the same command" in str(error.value)
     assert f"{folder}/a/3.png" in str(error.value) and f"{folder}/b/5.png" in str(error.value)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):  # the rerun goes on
+        rerun = Trainer(config, str(tmp_path / "run"), verbose=False)
+    assert rerun.train_data.num_examples == 10 and rerun.train().step == rerun.plan.total_steps
