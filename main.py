@@ -205,9 +205,7 @@ def run_eval() -> None:
     from efficientnetv2.hparams import runs
     from efficientnetv2.training import checkpoints
 
-    if FLAGS.weights:
-        if FLAGS.checkpoint:
-            raise UserError("pass --weights or --checkpoint, not both")
+    if using_weights():
         config = build_config()
         result = make_trainer(config, need_train_data=False).evaluate_weights(FLAGS.weights)
         print(f"{FLAGS.weights}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, "
@@ -239,13 +237,18 @@ def eval_overrides() -> dict:
             if key.startswith("eval.")}
 
 
+def using_weights() -> bool:
+    """Whether --weights names the model to use (never together with --checkpoint)."""
+    if FLAGS.weights and FLAGS.checkpoint:
+        raise UserError("pass --weights or --checkpoint, not both")
+    return bool(FLAGS.weights)
+
+
 def restored_model():
     """--weights (pretrained, for --model_name on --dataset_cfg) or the run's checkpoint."""
     from efficientnetv2.hparams.runs import pretrained_model, restore_model
 
-    if FLAGS.weights:
-        if FLAGS.checkpoint:
-            raise UserError("pass --weights or --checkpoint, not both")
+    if using_weights():
         return pretrained_model(build_config(), FLAGS.weights)
     return restore_model(FLAGS.checkpoint or model_dir(build_config()),
                          eval_overrides=eval_overrides())

@@ -44,8 +44,8 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     file_overrides = load_yaml(config_file) if config_file else {}
     flag_overrides = {k: v for k, v in (extra or {}).items() if v is not None}
     string_overrides = parse_hparam_str(hparam_str)
-    init = {**file_overrides, **flag_overrides, **string_overrides}.get("train.ft_init_ckpt")
-    dataset_cfg = resolve_dataset_cfg(dataset_cfg, init)
+    given = {**file_overrides, **flag_overrides, **string_overrides}  # the user's keys
+    dataset_cfg = resolve_dataset_cfg(dataset_cfg, given.get("train.ft_init_ckpt"))
     config = base_config()
     apply_overrides(config, flatten(model_config(model_name)), f"model config {model_name}")
     apply_overrides(config, flatten(dataset_config(dataset_cfg)), f"dataset config {dataset_cfg}")
@@ -54,10 +54,9 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, string_overrides, "--hparam_str")
     if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
             and os.path.isdir(config.data.data_dir)):  # else the data loader says what is wrong
-        plan_from_folder(config, {**file_overrides, **flag_overrides, **string_overrides})
+        plan_from_folder(config, given)
     check_counts(config)
     resolve_image_sizes(config)
-    given = {**file_overrides, **flag_overrides, **string_overrides}
     if config.train.ft_init_ckpt and "data.normalization" not in given:
         config.data.normalization = initial_weights_normalization(config)
     resolve_preprocessing(config)

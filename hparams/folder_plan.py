@@ -71,10 +71,9 @@ def layout(blocks: list[str], stem_stride: int, size: int, fixed: set[str]
     """(stem stride, blocks or None when unchanged, why): stride-2 steps become stride 1,
     the stem's first and then the stages' from the last, until the last feature map of a
     `size` px image is at least MIN_FEATURE_MAP px."""
-    strides = _strides(blocks)
-    before = _feature_map(size, [stem_stride] + strides)
+    before = _feature_map(size, [stem_stride] + _strides(blocks))
     changed = list(blocks)
-    if "model.stem_stride" not in fixed and _feature_map(size, [stem_stride] + strides) < MIN_FEATURE_MAP:
+    if "model.stem_stride" not in fixed and before < MIN_FEATURE_MAP:
         stem_stride = 1
     if "model.blocks" not in fixed:
         for index in reversed(range(len(changed))):

@@ -69,12 +69,9 @@ def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[
     changed = [f"{key} {saved.data.get(key)!r} -> {config.data.get(key)!r}"
                for key in ("ds_name", "recipe")  # (runs older than a key do not record it)
                if saved.data.get(key) is not None and saved.data.get(key) != config.data.get(key)]
-    path = os.path.join(folder, CLASSES_FILENAME)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            before = f.read().splitlines()
-        if before != list(names):
-            changed.append(f"classes {quoted(before, 60)} -> {quoted(list(names), 60)}")
+    before = saved_class_names(folder)
+    if before is not None and before != list(names):
+        changed.append(f"classes {quoted(before, 60)} -> {quoted(list(names), 60)}")
     if changed:
         raise UserError(f"{folder} holds a run on other data ({'; '.join(changed)}); nothing was "
                         "changed: train into another --model_dir, adding "
@@ -135,18 +132,29 @@ def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.C
     return config
 
 
+def saved_class_names(folder: str) -> list[str] | None:
+    """The class names a run folder recorded (`classes.txt`), or None."""
+    path = os.path.join(folder, CLASSES_FILENAME)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def names_or_ids(names, count: int) -> list[str]:
+    """`names` when there is one for each of `count` classes, else the class ids."""
+    return list(names) if names and len(names) == count else [str(i) for i in range(count)]
+
+
 def class_names(checkpoint: str, config) -> list[str]:
     """The run's class names: `classes.txt` of the run, else the dataset's own names (when
     they are known without its files), else the class ids."""
-    path = os.path.join(run_folder(checkpoint), CLASSES_FILENAME)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
+    saved = saved_class_names(run_folder(checkpoint))
+    if saved is not None:
+        return saved
     from efficientnetv2.datasets.registry import get_spec
 
-    names = get_spec(config.data.ds_name).class_names
-    count = config.model.num_classes
-    return list(names) if names and len(names) == count else [str(i) for i in range(count)]
+    return names_or_ids(get_spec(config.data.ds_name).class_names, config.model.num_classes)
 
 
 @dataclasses.dataclass
@@ -213,9 +221,7 @@ def pretrained_model(config: ml_collections.ConfigDict, weights: str) -> Restore
     finally:
         keras.config.set_dtype_policy(policy)
     load_pretrained(model, config.model.model_name, weights, keep_classifier=True)
-    names = spec.class_names
-    names = list(names) if names and len(names) == classes else [str(i) for i in range(classes)]
-    return RestoredModel(model, config, names, weights, ema=False)
+    return RestoredModel(model, config, names_or_ids(spec.class_names, classes), weights, ema=False)
 
 
 def resolve_checkpoint(path: str) -> str:

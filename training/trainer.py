@@ -475,8 +475,7 @@ class Trainer:
                   f"top-5 {result.top5:.4f}, loss {result.loss:.4f} ({result.count} images, "
                   f"{seconds:.1f}s)")
         if result.confusion is not None and final_size:
-            names = (self.class_names if self.class_names and len(self.class_names) == self.num_classes
-                     else [str(i) for i in range(self.num_classes)])
+            names = runs.names_or_ids(self.class_names, self.num_classes)
             self._log(reporting.per_class_line(result.confusion, names))
             if self.chief:
                 os.makedirs(self.model_dir, exist_ok=True)
