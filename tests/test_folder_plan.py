@@ -40,13 +40,18 @@ def test_a_small_image_folder_gets_its_own_size_a_layout_that_keeps_a_map_and_en
     assert config.train.batch_size == 16  # the smallest batch
     assert config.data.pad_crop == 4  # small images: shifted by up to 1/8, not area-cropped
     assert config.train.epochs == 100  # 54 images: the most epochs
-    assert _last_feature_map(config) >= 2  # B0's own layout ends at 1x1 from 28 px
+    # a small folder from scratch: B0's first four stages, the last at stride 1, ending at
+    # 4x4 from 28 px (B0's own layout ends at 1x1), without dropout or stochastic depth
+    assert config.model.blocks == ["r1_k3_s1_e1_i32_o16_c1", "r2_k3_s2_e4_i16_o32_c1",
+                                   "r2_k3_s2_e4_i32_o48_c1", "r3_k3_s1_e4_i48_o96_se0.25"]
+    assert _last_feature_map(config) == 4
+    assert (config.model.dropout_rate, config.model.survival_prob) == (0.0, 1.0)
     assert "54 training images in 3 classes, median shorter side 28px" in config.data.auto_plan
-    assert "model.stem_stride=1" in config.data.auto_plan
+    assert "model.blocks=r1_k3_s1_e1_i32_o16_c1|" in config.data.auto_plan
     hparams.save_config(config, str(tmp_path / "run"))
     with open(tmp_path / "run" / "config.yaml", encoding="utf-8") as f:
         saved = yaml.safe_load(f)
-    assert saved["eval"]["isize"] == 28 and saved["model"]["stem_stride"] == 1
+    assert saved["eval"]["isize"] == 28 and saved["model"]["blocks"] == config.model.blocks
     assert saved["data"]["auto_plan"] == config.data.auto_plan
 
 
@@ -77,6 +82,22 @@ def test_large_images_are_capped_at_the_models_size_or_on_a_cpu(accelerator, exp
     huge = FolderStats(2_000, 5, 4_000, 300)
     size = {c.key: c.value for c in folder_plan.plan(config, huge, set(), True)}["eval.isize"]
     assert size == 224  # B0's own size
+
+
+def test_large_folders_and_fine_tuning_keep_the_models_own_network():
+    scratch = hparams.build_config("efficientnetv2-b0", "imagefolder")
+    large = FolderStats(train_images=200_000, num_classes=100, short_side=64, sampled=300)
+    choices = {c.key: c.value for c in folder_plan.plan(scratch, large, set(), False)}
+    assert "model.blocks" not in choices  # B0's own, ending at 2x2 from 64 px
+    assert "model.dropout_rate" not in choices  # 10 epochs of 200,000 images: a long run
+    limit = FolderStats(folder_plan.SMALL_FOLDER, 100, 64, 300)
+    assert "model.blocks" not in {c.key for c in folder_plan.plan(scratch, limit, set(), False)}
+    small = FolderStats(train_images=2_000, num_classes=10, short_side=40, sampled=300)
+    finetune = hparams.build_config("efficientnetv2-b0", "imagefolder",
+                                    hparam_str="train.ft_init_ckpt=imagenet")
+    choices = {c.key: c.value for c in folder_plan.plan(finetune, small, set(), False)}
+    assert "model.blocks" not in choices  # the initial weights' network
+    assert "model.dropout_rate" not in choices and "model.survival_prob" not in choices
 
 
 def test_folder_stats_count_the_training_split_and_read_sizes(tmp_path):
