@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/own_folders.py [--root /tmp/own_folders] [--seeds 0 1]
         [--folders fmnist_1k fmnist_10k fmnist_colour glyphs] [--fashion_dir DIR]
+    .venv/bin/python benchmarks/own_folders.py --finetune_from RUN [--seeds 0 1]
 
 Builds folders that differ in image size, colour, class count and number of images, from
 data that is offline here (train/ and val/ each, the val images never trained on):
@@ -18,7 +19,9 @@ Then for each folder and seed runs the documented command with nothing else set
 (random weights) read with `keras.utils.image_dataset_from_directory` at the image size the
 default chose (32 px where that is smaller: keras.applications' least), random flips, AdamW
 with warm-up and cosine decay sized to end within that time. Prints a markdown table; the
-run folders stay under --root.
+run folders stay under --root. With --finetune_from RUN (for example the fmnist_10k run), it
+fine-tunes that run on glyphs_300 (300 glyphs, 15 a letter) and trains the same network from
+scratch there, both with the folder's defaults.
 """
 
 from __future__ import annotations
@@ -125,14 +128,19 @@ FOLDERS = {
     "fmnist_10k": lambda root, args: build_fashion(root, args.fashion_dir, 10000, 1000),
     "fmnist_colour": lambda root, args: build_fashion_colour(root, args.fashion_dir, 2000, 500),
     "glyphs": lambda root, args: build_glyphs(root, 100, 25),
+    "glyphs_300": lambda root, args: build_glyphs(root, 15, 25),
 }
 
 
-def run_ours(folder: str, run_dir: str, seed: int) -> dict:
-    """The documented command with nothing else set: top-1 and wall seconds."""
+def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
+             extra: str = "") -> dict:
+    """The documented command with nothing else set (or fine-tuning from `init`): top-1 and
+    wall seconds."""
+    hparams = ",".join(filter(None, [f"train.seed={seed}",
+                                     f"train.ft_init_ckpt={init}" if init else "", extra]))
     command = [sys.executable, MAIN, "--mode=traineval", "--model_name=efficientnetv2-b0",
                "--dataset_cfg=imagefolder", f"--data_dir={folder}", f"--model_dir={run_dir}",
-               f"--hparam_str=train.seed={seed}"]
+               f"--hparam_str={hparams}"]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -222,12 +230,17 @@ def main() -> None:
     parser.add_argument("--folders", nargs="+", default=list(FOLDERS), choices=list(FOLDERS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--fashion_dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--finetune_from", metavar="RUN",
+                        help="instead: fine-tune this run on glyphs_300 (300 images) against "
+                             "the same network from scratch, per seed")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: one peer run
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
         return peer(args.peer, args.size, args.budget, args.seeds[0])
+    if args.finetune_from:
+        return finetune(args)
     rows = ["| folder | seed | size | ours top-1 | ours s | epochs | peer top-1 | peer s | "
             "peer epochs | gain |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in args.folders:
@@ -245,6 +258,32 @@ def main() -> None:
                         f"{theirs['seconds']:.0f} | {theirs['epochs']} | "
                         f"{100 * (ours['top1'] - theirs['top1']):+.2f} |")
             print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+def finetune(args) -> None:
+    """Fine-tuning `args.finetune_from` on 300 glyphs against the same network from scratch
+    (the run's blocks and stem), both with the defaults the folder gets."""
+    import yaml
+
+    folder = os.path.join(args.root, "glyphs_300")
+    if not os.path.isdir(os.path.join(folder, "train")):
+        FOLDERS["glyphs_300"](folder, args)
+    with open(os.path.join(args.finetune_from, "config.yaml"), encoding="utf-8") as f:
+        network = yaml.safe_load(f)["model"]
+    rows = ["| seed | fine-tuned top-1 | s | from scratch top-1 | s | gain |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for seed in args.seeds:
+        tuned = run_ours(folder, os.path.join(args.root, "runs", f"ft-s{seed}"), seed,
+                         init=args.finetune_from)
+        same = (f"model.blocks={'|'.join(network['blocks'])},"
+                f"model.stem_stride={network['stem_stride']}")
+        scratch = run_ours(folder, os.path.join(args.root, "runs", f"scratch-s{seed}"), seed,
+                           extra=same)
+        rows.append(f"| {seed} | {100 * tuned['top1']:.2f} | {tuned['seconds']:.0f} | "
+                    f"{100 * scratch['top1']:.2f} | {scratch['seconds']:.0f} | "
+                    f"{100 * (tuned['top1'] - scratch['top1']):+.2f} |")
+        print(rows[-1], flush=True)
     print("\n".join(rows))
 
 

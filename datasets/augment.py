@@ -15,10 +15,11 @@ import math
 
 import tensorflow as tf
 
-from .preprocessing import cutout
-
 MAX_LEVEL = 10.0
 FILL = 128.0
+# The original's constants, in pixels at level 10: Cutout's half side and the translation.
+RANDAUGMENT_CONSTS = (40.0, 100.0)  # (cutout_const, translate_const)
+AUTOAUGMENT_CONSTS = (100.0, 250.0)
 
 
 def _blend(base, image, factor):
@@ -61,9 +62,8 @@ def _shear(image, level, seed, axis):
                    [1.0, 0.0, 0.0, s, 1.0, 0.0])
 
 
-def _translate(image, level, seed, axis):
-    extent = tf.cast(tf.shape(image)[1 - axis], tf.float32)
-    t = _signed(level / MAX_LEVEL * 0.45 * extent, seed)  # 100 px of 224 at level 10
+def _translate(image, level, seed, axis, translate_const):
+    t = _signed(level / MAX_LEVEL * translate_const, seed)  # pixels
     return _affine(image, [1.0, 0.0, t, 0.0, 1.0, 0.0] if axis == 0 else
                    [1.0, 0.0, 0.0, 0.0, 1.0, t])
 
@@ -101,11 +101,20 @@ def _sharpness(image, level):
     return _blend(blurred, image, _enhance_factor(level))
 
 
-def _cutout(image, level, seed):
-    return cutout(image, seed, level / MAX_LEVEL * 0.45)  # level 0 cuts nothing
+def _cutout(image, level, seed, cutout_const):
+    """The original's Cutout: a square of half side `level / 10 * cutout_const` pixels
+    around a random pixel (clipped at the borders), filled with 128."""
+    pad = tf.cast(level / MAX_LEVEL * cutout_const, tf.int32)
+    shape = tf.shape(image)
+    centre = tf.random.stateless_uniform([2], seed, 0, 2**31 - 1, tf.int32) % shape[:2]
+    rows = tf.range(shape[0])[:, None]
+    cols = tf.range(shape[1])[None, :]
+    inside = ((rows >= centre[0] - pad) & (rows < centre[0] + pad)
+              & (cols >= centre[1] - pad) & (cols < centre[1] + pad))
+    return tf.where(inside[..., None], FILL, image)
 
 
-OPS = {  # name -> fn(image float32 0..255, level, seed)
+OPS = {  # name -> fn(image float32 0..255, level, seed, consts=(cutout, translate) in pixels)
     "AutoContrast": lambda im, lv, sd: _autocontrast(im),
     "Equalize": lambda im, lv, sd: _equalize(im),
     "Invert": lambda im, lv, sd: 255.0 - im,
@@ -120,10 +129,18 @@ OPS = {  # name -> fn(image float32 0..255, level, seed)
     "Sharpness": lambda im, lv, sd: _sharpness(im, lv),
     "ShearX": lambda im, lv, sd: _shear(im, lv, sd, 0),
     "ShearY": lambda im, lv, sd: _shear(im, lv, sd, 1),
-    "TranslateX": lambda im, lv, sd: _translate(im, lv, sd, 0),
-    "TranslateY": lambda im, lv, sd: _translate(im, lv, sd, 1),
-    "Cutout": _cutout,
+    "TranslateX": lambda im, lv, sd, c=RANDAUGMENT_CONSTS: _translate(im, lv, sd, 0, c[1]),
+    "TranslateY": lambda im, lv, sd, c=RANDAUGMENT_CONSTS: _translate(im, lv, sd, 1, c[1]),
+    "Cutout": lambda im, lv, sd, c=RANDAUGMENT_CONSTS: _cutout(im, lv, sd, c[0]),
 }
+_SIZED = ("TranslateX", "TranslateY", "Cutout")  # the ops that take the pixel constants
+
+
+def apply_op(name: str, image, level, seed, consts=RANDAUGMENT_CONSTS):
+    """Op `name` at `level`; Cutout and Translate with `consts` (cutout, translate) pixels."""
+    if name in _SIZED:
+        return OPS[name](image, level, seed, consts)
+    return OPS[name](image, level, seed)
 RANDAUGMENT_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
                    "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
                    "TranslateX", "TranslateY", "Cutout", "SolarizeAdd")
@@ -150,44 +167,48 @@ def _seeds(seed, count):
     return tf.unstack(tf.random.experimental.stateless_split(seed, count))
 
 
-def _maybe(image, name, probability, level, seed):
+def _maybe(image, name, probability, level, seed, consts):
     apply_seed, op_seed = _seeds(seed, 2)
     applied = tf.random.stateless_uniform([], apply_seed) < probability
-    return tf.cond(applied, lambda: OPS[name](image, level, op_seed), lambda: image)
+    return tf.cond(applied, lambda: apply_op(name, image, level, op_seed, consts), lambda: image)
 
 
-def randaugment(image, seed, num_layers: int, magnitude: float):
-    """`num_layers` ops chosen per image from the original's 16, each applied with a
-    probability drawn from [0.2, 0.8], at `magnitude` (10 = reference strength)."""
+def randaugment(image, seed, num_layers: int, magnitude: float, consts=RANDAUGMENT_CONSTS):
+    """`num_layers` ops chosen per image from the original's 16, each always applied at
+    `magnitude` (10 = reference strength), as the original's
+    `distort_image_with_randaugment` (which draws a probability and then ignores it)."""
     for layer_seed in _seeds(seed, num_layers):
-        choice_seed, prob_seed, op_seed = _seeds(layer_seed, 3)
+        choice_seed, op_seed = _seeds(layer_seed, 2)
         index = tf.random.stateless_uniform([], choice_seed, 0, len(RANDAUGMENT_OPS), tf.int32)
-        probability = tf.random.stateless_uniform([], prob_seed, 0.2, 0.8)
-        branches = [lambda n=name, x=image, p=probability, s=op_seed:
-                    _maybe(x, n, p, float(magnitude), s) for name in RANDAUGMENT_OPS]
+        branches = [lambda n=name, x=image, s=op_seed: apply_op(n, x, float(magnitude), s, consts)
+                    for name in RANDAUGMENT_OPS]
         image = tf.switch_case(index, branches)
     return image
 
 
-def autoaugment(image, seed):
-    """One sub-policy of AutoAugment policy v0, chosen per image."""
+def autoaugment(image, seed, consts=AUTOAUGMENT_CONSTS):
+    """One sub-policy of AutoAugment policy v0, chosen per image; each of its two ops
+    applied with its listed probability."""
     choice_seed, first_seed, second_seed = _seeds(seed, 3)
     index = tf.random.stateless_uniform([], choice_seed, 0, len(AUTOAUGMENT_POLICY_V0), tf.int32)
 
     def branch(policy):
         (op1, p1, l1), (op2, p2, l2) = policy
-        return lambda: _maybe(_maybe(image, op1, p1, float(l1), first_seed),
-                              op2, p2, float(l2), second_seed)
+        return lambda: _maybe(_maybe(image, op1, p1, float(l1), first_seed, consts),
+                              op2, p2, float(l2), second_seed, consts)
     return tf.switch_case(index, [branch(p) for p in AUTOAUGMENT_POLICY_V0])
 
 
-def augment_function(name: str, num_layers: int, magnitude: float):
+def augment_function(name: str, num_layers: int, magnitude: float, const_scale: float = 1.0):
     """fn(image 0..255, seed) for 'randaug' or 'autoaug'; None for anything else (the recipe
-    itself does the rest: crop and flip, or the fine-tuning cutout)."""
+    itself does the rest: crop and flip, or the fine-tuning cutout). `const_scale`
+    multiplies the pixel constants of Cutout and Translate (1: the original's pixels)."""
     if name == "randaug":
-        return lambda image, seed: randaugment(image, seed, num_layers, magnitude)
+        consts = tuple(c * const_scale for c in RANDAUGMENT_CONSTS)
+        return lambda image, seed: randaugment(image, seed, num_layers, magnitude, consts)
     if name == "autoaug":
-        return autoaugment
+        consts = tuple(c * const_scale for c in AUTOAUGMENT_CONSTS)
+        return lambda image, seed: autoaugment(image, seed, consts)
     return None
 
 
@@ -208,21 +229,23 @@ def mixup(images, labels, alpha: float, seed):
 
 
 def cutmix(images, labels, alpha: float, seed):
-    """A box (area 1 - w, w ~ Beta(alpha)) pasted from the reversed batch; labels by area."""
+    """A box per image (centre uniform, side sqrt(1 - w) of the image, w ~ Beta(alpha),
+    clipped at the borders) pasted from the reversed batch; every label mixed by the
+    batch's mean pasted area, as the original (its `cutmix_mask` per image in the parser,
+    `cutmix` on the batch)."""
     beta_seed, y_seed, x_seed = _seeds(seed, 3)
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    ratio = tf.sqrt(1.0 - _beta(beta_seed, [], alpha))
-    cut_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32)
-    cut_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32)
-    cy = tf.random.stateless_uniform([], y_seed, 0, height, tf.int32)
-    cx = tf.random.stateless_uniform([], x_seed, 0, width, tf.int32)
-    y0, y1 = tf.maximum(cy - cut_h // 2, 0), tf.minimum(cy + cut_h // 2, height)
-    x0, x1 = tf.maximum(cx - cut_w // 2, 0), tf.minimum(cx + cut_w // 2, width)
-    rows = tf.logical_and(tf.range(height) >= y0, tf.range(height) < y1)
-    cols = tf.logical_and(tf.range(width) >= x0, tf.range(width) < x1)
-    box = tf.cast(tf.logical_and(rows[:, None], cols[None, :]), images.dtype)[None, :, :, None]
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    ratio = tf.sqrt(1.0 - _beta(beta_seed, [batch], alpha))
+    half_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32) // 2
+    half_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32) // 2
+    cy = tf.random.stateless_uniform([batch], y_seed, 0, height, tf.int32)
+    cx = tf.random.stateless_uniform([batch], x_seed, 0, width, tf.int32)
+    rows, cols = tf.range(height)[None, :], tf.range(width)[None, :]
+    in_rows = (rows >= (cy - half_h)[:, None]) & (rows < (cy + half_h)[:, None])
+    in_cols = (cols >= (cx - half_w)[:, None]) & (cols < (cx + half_w)[:, None])
+    box = tf.cast(in_rows[:, :, None] & in_cols[:, None, :], images.dtype)[..., None]
     mixed = images * (1.0 - box) + tf.reverse(images, [0]) * box
-    pasted = tf.cast((y1 - y0) * (x1 - x0), tf.float32) / tf.cast(height * width, tf.float32)
+    pasted = tf.cast(tf.reduce_mean(box), labels.dtype)
     return mixed, labels * (1.0 - pasted) + tf.reverse(labels, [0]) * pasted
 
 

@@ -75,7 +75,9 @@ class DataInput:
         encoded = self.source.encoded
         num_classes, multiclass = self.num_classes, self.spec.multiclass
         recipe, is_training = self.recipe, self.is_training
-        augment_fn = augment.augment_function(AUGNAMES[aug.augname][1], aug.ra_num_layers, aug.ram)
+        consts_size = self.config.get("aug_consts_size") or 0
+        augment_fn = augment.augment_function(AUGNAMES[aug.augname][1], aug.ra_num_layers, aug.ram,
+                                              image_size / consts_size if consts_size else 1.0)
 
         def fn(index, example):
             image, label = example

@@ -81,7 +81,8 @@ class Recipe:
             if self.pad_crop:
                 cropped = translate_crop(image, crop_seed, self.pad_crop)
             else:
-                cropped = random_crop(image, crop_seed, self.min_crop_area)
+                cropped = random_crop(image, crop_seed, self.min_crop_area,
+                                      v1=self.name == "effnetv1")
                 if self.name == "effnetv1":  # the original falls back to its eval crop
                     whole = tf.reduce_all(tf.equal(tf.shape(cropped), tf.shape(image)))
                     cropped = tf.cond(whole,
@@ -192,12 +193,15 @@ def decode(image: tf.Tensor, encoded: bool) -> tf.Tensor:
     return image
 
 
-def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float) -> tf.Tensor:
-    """A crop of 'min_area' to all of the image, aspect 3/4 to 4/3 (Inception style)."""
+def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float, v1: bool = False) -> tf.Tensor:
+    """A crop of `min_area` to all of the image, aspect 3/4 to 4/3 (Inception style): as the
+    original's default recipe (any area in range, 100 attempts) or, with `v1`, its
+    EfficientNet-V1 recipe (at least 10% of the image, 10 attempts)."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
-        area_range=(min_area, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        min_object_covered=0.1 if v1 else 0.0, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(min_area, 1.0), max_attempts=10 if v1 else 100,
+        use_image_if_no_bounding_boxes=True)
     return tf.slice(image, begin, size)
 
 

@@ -52,6 +52,8 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
     apply_overrides(config, string_overrides, "--hparam_str")
+    if config.train.ft_init_ckpt:
+        adopt_initial_network(config, given)
     if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
             and os.path.isdir(config.data.data_dir)):  # else the data loader says what is wrong
         plan_from_folder(config, given)
@@ -66,6 +68,25 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     model_name_or_blocks, overrides = model_arguments(config)
     resolve_options(model_name_or_blocks, overrides)
     return config
+
+
+# What makes a run's network: fine-tuning from a run takes these from its config.yaml.
+NETWORK_KEYS = ("blocks", "width_coefficient", "depth_coefficient", "activation", "feature_size",
+                "depth_divisor", "min_depth", "stem_stride")
+
+
+def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
+    """Fine-tuning from a run folder: the network is the run's (its blocks, scaling and stem,
+    which `data.auto` may have chosen), except keys the user set."""
+    from . import runs
+
+    init = config.train.ft_init_ckpt
+    if not runs.is_run(init):
+        return
+    source = runs.saved_config(init if os.path.isdir(init) else runs.run_folder(init)).model
+    for key in NETWORK_KEYS:
+        if f"model.{key}" not in given and key in source:
+            config.model[key] = source[key]
 
 
 def initial_weights_normalization(config: ml_collections.ConfigDict) -> str:
@@ -150,13 +171,10 @@ def resolve_preprocessing(config: ml_collections.ConfigDict) -> None:
 
 
 def loss_type(config: ml_collections.ConfigDict) -> str:
-    """'softmax' or 'sigmoid': `train.loss_type`, or when unset sigmoid for multi-label
-    datasets (the registry says which) and softmax otherwise. Training, evaluation and
-    export all ask here."""
-    from efficientnetv2.datasets.registry import get_spec
-
-    kind = config.train.loss_type or ("sigmoid" if get_spec(config.data.ds_name).multiclass
-                                      else "softmax")
+    """'softmax' or 'sigmoid': `train.loss_type`, softmax when unset (for multi-label data
+    too, on labels scaled to sum to 1, as the original). Training, evaluation and export
+    all ask here."""
+    kind = config.train.loss_type or "softmax"
     if kind not in LOSS_TYPES:
         raise UserError(f"train.loss_type {kind!r} must be one of {', '.join(LOSS_TYPES)}")
     return kind

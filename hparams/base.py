@@ -83,6 +83,10 @@ def base_config() -> ml_collections.ConfigDict:
             "normalization": config_dict.placeholder(str),  # None: the recipe's own.
             "ra_num_layers": 2,
             "ram": 15,
+            # RandAugment's Cutout and Translate move 40 and 100 pixels at magnitude 10
+            # (AutoAugment's 100 and 250), at every image size, as the original. > 0: those
+            # pixels hold at this image size and scale with it (224: 100 px is 45% of the image).
+            "aug_consts_size": 0,
             "mixup_alpha": 0.0,
             "cutmix_alpha": 0.0,
             "ibase": 128,

@@ -55,7 +55,7 @@ DATASET_CONFIGS: dict[str, dict] = {
     # steps. The recipe (augname, normalisation) is the model's, as on ImageNet.
     "fashion_mnist": {
         "data": {"ds_name": "fashion_mnist", "ram": 10, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
-                 "ibase": 32, "min_crop_area": 0.8},
+                 "ibase": 32, "min_crop_area": 0.8, "aug_consts_size": 224},
         "model": {"dropout_rate": 0.2, "survival_prob": 0.8},
         "train": {"epochs": 30, "batch_size": 256, "isize": 64, "stages": 4, "sched": True,
                   "optimizer": "rmsprop", "lr_sched": "cosine", "lr_base": 0.016,
@@ -89,12 +89,16 @@ DATASET_CONFIGS: dict[str, dict] = {
                   "lr_warmup_epoch": 1.0, "ema_decay": 0.999, "weight_decay": 0.05,
                   "weight_decay_inc": 0.0, "label_smoothing": 0.1, "min_steps": 0},
         "data": {"ds_name": "imagefolder", "augname": "none", "min_crop_area": 0.25,
-                 "crop_padding": 0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "auto": True},
+                 "crop_padding": 0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "auto": True,
+                 "aug_consts_size": 224},
         "eval": {"batch_size": 64, "isize": 224},
     },
-    # The same folders fine-tuned from initial weights: the original's fine-tuning recipe.
+    # The same folders fine-tuned from initial weights: the original's fine-tuning recipe, with
+    # sizes, batch, epochs, warm-up, EMA and eval cadence from the folder (data.auto); from a
+    # run folder, the run's network (hparams.adopt_initial_network).
     "imagefolderft": {
         **_finetune("imagefolder"),
+        "data": {**_finetune("imagefolder")["data"], "auto": True},
         "train": {**_FINETUNE["train"], "epochs": 30, "min_steps": 0, "isize": 224},
         "eval": {"batch_size": 64, "isize": 224},
     },

@@ -40,3 +40,62 @@ def test_randaugment_strength_grows_with_magnitude():
 def test_autoaugment_is_deterministic_per_seed():
     a = augment.autoaugment(IMAGE, SEED).numpy()
     np.testing.assert_array_equal(a, augment.autoaugment(IMAGE, SEED).numpy())
+
+
+def _gradient_image(size=64):
+    """A smooth image in 40..250: no op of the table leaves it as it is at magnitude 9."""
+    ramp = np.linspace(40, 250, size, dtype=np.float32)
+    return tf.constant(np.stack([ramp[None, :] + 0 * ramp[:, None], ramp[:, None] + 0 * ramp[None, :],
+                                 np.full((size, size), 90.0, np.float32)], -1))
+
+
+def test_randaugment_always_applies_its_chosen_op_as_the_original():
+    """The original draws a probability per layer and then ignores it: every chosen op is
+    applied. Applying each with p ~ U(0.2, 0.8) would leave about half the images as they were."""
+    image = _gradient_image()
+    seeds = tf.random.experimental.stateless_split(SEED, 200)
+    changed = [np.abs(augment.randaugment(image, s, 1, 9.0).numpy() - image.numpy()).max() > 0
+               for s in seeds]
+    assert np.mean(changed) > 0.97
+
+
+def test_translate_and_cutout_use_the_originals_pixel_constants():
+    image = _gradient_image(300)
+    moved = augment.apply_op("TranslateX", image, 10.0, SEED).numpy()
+    shift = 100  # translate_const pixels at level 10, whatever the image size
+    if np.all(moved[:, :shift] == augment.FILL):  # moved right: the left columns are filled
+        np.testing.assert_array_equal(moved[:, shift:], image.numpy()[:, :-shift])
+    else:
+        np.testing.assert_array_equal(moved[:, :-shift], image.numpy()[:, shift:])
+    cut = augment.apply_op("Cutout", image, 10.0, SEED).numpy()
+    filled = np.all(cut == augment.FILL, -1) & np.any(image.numpy() != augment.FILL, -1)
+    rows, cols = np.nonzero(filled)
+    assert rows.max() - rows.min() + 1 <= 80 and cols.max() - cols.min() + 1 <= 80  # 2 x 40
+    assert filled.sum() > 30 * 30  # a box of up to 80 x 80, clipped at the borders
+    half = augment.apply_op("Cutout", image, 10.0, SEED, consts=(20.0, 50.0)).numpy()
+    assert np.all(half == augment.FILL, -1).sum() < filled.sum()
+
+
+def test_autoaugment_translates_by_its_own_constant():
+    image = _gradient_image(300)
+    far = augment.apply_op("TranslateY", image, 9.0, SEED, consts=augment.AUTOAUGMENT_CONSTS)
+    filled_rows = np.all(far.numpy() == augment.FILL, axis=(1, 2)).sum()
+    assert filled_rows == 225  # 9 / 10 * 250 px
+
+
+def test_cutmix_pastes_a_box_per_image_and_mixes_labels_by_the_mean_area():
+    rng = np.random.RandomState(0)
+    images = tf.constant(rng.uniform(0, 1, (8, 32, 32, 3)), tf.float32)
+    labels = tf.one_hot(np.arange(8), 8)
+    mixed, mixed_labels = augment.cutmix(images, labels, 1.0, SEED)
+    mixed, reverse, original = mixed.numpy(), images.numpy()[::-1], images.numpy()
+    from_partner = np.all(mixed == reverse, -1) & np.any(reverse != original, -1)
+    boxes = [np.argwhere(m) for m in from_partner]
+    assert len({(b.min(0).tolist() if len(b) else None).__repr__() for b in boxes}) > 3
+    for i, box in enumerate(boxes):  # each pasted region is a rectangle
+        if len(box):
+            (top, left), (bottom, right) = box.min(0), box.max(0)
+            assert from_partner[i, top:bottom + 1, left:right + 1].all()
+    area = from_partner.mean()
+    expected = labels.numpy() * (1 - area) + labels.numpy()[::-1] * area
+    np.testing.assert_allclose(mixed_labels.numpy(), expected, atol=1e-6)

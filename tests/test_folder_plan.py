@@ -128,3 +128,20 @@ def test_fine_tuning_from_a_run_takes_the_runs_normalisation(tmp_path):
     tuned = hparams.build_config("efficientnetv2-b0", "imagefolder",
                                  hparam_str=f"train.ft_init_ckpt={tmp_path / 'run'}")
     assert tuned.data.normalization == source.data.normalization
+
+
+def test_fine_tuning_from_a_run_takes_its_network_and_plans_the_small_folder(tmp_path):
+    source = hparams.build_config("efficientnetv2-b0", "imagefolder",
+                                  extra={"data.data_dir": str(_folder(tmp_path / "a"))})
+    hparams.save_config(source, str(tmp_path / "run"))
+    target = _folder(tmp_path / "b", size=(40, 40), per_class=30)
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
+        "data.data_dir": str(target), "train.ft_init_ckpt": str(tmp_path / "run")})
+    assert config.data.augname == "ft"  # the fine-tuning recipe
+    assert config.model.blocks == source.model.blocks  # the run's compact network
+    assert config.model.stem_stride == source.model.stem_stride
+    assert config.train.batch_size == 16 and config.eval.isize == 40  # 81 images of 40 px
+    kept = hparams.build_config("efficientnetv2-b0", "imagefolder", hparam_str="model.stem_stride=1",
+                                extra={"data.data_dir": str(target),
+                                       "train.ft_init_ckpt": str(tmp_path / "run")})
+    assert kept.model.stem_stride == 1

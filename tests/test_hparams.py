@@ -63,7 +63,7 @@ def test_model_and_dataset_configs():
     assert (b3.model.width_coefficient, b3.model.depth_coefficient) == (1.2, 1.4)
     assert (b3.train.lr_sched, b3.train.batch_size, b3.data.ds_name) == ("constant", 512, "cifar10")
     k21 = hparams.build_config("efficientnetv2-m", "imagenet21k")
-    assert (k21.train.stages, k21.train.lr_sched, hparams.loss_type(k21)) == (0, "cosine", "sigmoid")
+    assert (k21.train.stages, k21.train.lr_sched, hparams.loss_type(k21)) == (0, "cosine", "softmax")
 
 
 # The original's (train size, eval size, augname) per model on ImageNet, and the recipe and

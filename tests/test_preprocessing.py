@@ -4,6 +4,7 @@ what training saw, for every recipe at small and ImageNet-like sizes."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY, data_config
 from PIL import Image
 from test_weights import _randomize_batch_norm, _relative_error
@@ -17,6 +18,7 @@ from efficientnetv2.datasets.preprocessing import (
     NORMALIZATIONS,
     describe_recipe,
     normalize,
+    random_crop,
     recipe_for,
     resize,
 )
@@ -215,3 +217,17 @@ def test_start_of_run_line_names_the_shift_crop_erasing_and_test_time_views():
     assert "eval averages 18 views (mirrored, shifted 1px each way and diagonally)" in line
     line = describe_recipe(data_config(hparam_str="eval.flip_average=true,eval.shift_diagonal=true"))
     assert "eval averages 2 views (mirrored)" in line  # no diagonal moves without a shift
+
+
+def test_default_crops_reach_below_a_tenth_of_the_image_as_the_original():
+    """The original's default recipe: any area from 5% (min_object_covered 0, 100
+    attempts); its EfficientNet-V1 recipe never crops below 10% (min_object_covered 0.1)."""
+    image = tf.zeros([200, 200, 3])
+    seeds = tf.random.experimental.stateless_split(tf.constant([3, 4], tf.int64), 400)
+
+    def areas(v1):
+        return np.array([np.prod(random_crop(image, s, 0.05, v1=v1).shape[:2])
+                         for s in seeds]) / 200**2
+    default, v1 = areas(False), areas(True)
+    assert (default < 0.1).mean() > 0.02 and default.min() >= 0.04
+    assert (v1 < 0.099).mean() == 0

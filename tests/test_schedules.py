@@ -53,3 +53,51 @@ def test_weight_decay_ramp():
     assert float(weight_decay(1e-5, 1.0, 0, 100)) == pytest.approx(1e-5)
     assert float(weight_decay(1e-5, 1.0, 50, 100)) == pytest.approx(1.5e-5)
     assert float(weight_decay(1e-5, 0.0, 80, 100)) == pytest.approx(1e-5)
+
+
+def test_the_floor_scales_with_the_batch_as_the_peak_does():
+    config = data_config("imagenet", "train.batch_size=512,train.lr_sched=cosine,train.lr_min=1e-5")
+    schedule = learning_rate_schedule(config.train, steps_per_epoch=10, total_steps=1000)
+    assert float(schedule(999)) == pytest.approx(2e-5)  # 1e-5 * 512 / 256, as the original
+
+
+def test_momentum_is_plain_momentum_as_the_original():
+    """Two SGD steps with momentum 0.9 against the hand-computed updates of plain momentum
+    (v = 0.9 v - lr g; w += v); Nesterov would move the first step by 1.9 lr g."""
+    from efficientnetv2.training.optimization import build_optimizer
+
+    config = data_config("imagenet", "train.optimizer=momentum,train.ema_decay=0,train.gclip=0")
+    optimizer = build_optimizer(config.train, 0.1)
+    variable = keras.Variable(np.array([1.0, -2.0], "float32"))
+    grads = [np.array([0.5, 1.0], "float32"), np.array([-1.0, 2.0], "float32")]
+    expected, velocity = np.array([1.0, -2.0]), np.zeros(2)
+    for grad in grads:
+        optimizer.apply_gradients([(grad, variable)])
+        velocity = 0.9 * velocity - 0.1 * grad
+        expected = expected + velocity
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-6)
+
+
+def test_multi_hot_labels_train_softmax_on_labels_scaled_to_one_as_the_original():
+    """ImageNet-21k: the original's softmax cross-entropy on multi-hot labels divided by
+    their count; a one-hot label is unchanged. Checked against numpy."""
+    from efficientnetv2.training.optimization import loss_function
+
+    logits = np.array([[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 0.3, 0.4]], "float32")
+    labels = np.array([[1, 0, 1, 0], [0, 0, 0, 1]], "float32")
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = -(labels / labels.sum(1, keepdims=True) * log_softmax).sum(1)
+    np.testing.assert_allclose(loss_function("softmax", 0.0)(labels, logits), expected, rtol=1e-5)
+    smoothed = labels / labels.sum(1, keepdims=True) * 0.9 + 0.1 / 4
+    np.testing.assert_allclose(loss_function("softmax", 0.1)(labels, logits),
+                               -(smoothed * log_softmax).sum(1), rtol=1e-5)
+
+
+def test_top_k_counts_the_first_positive_label_as_the_original():
+    from efficientnetv2.training.trainer import _correct
+
+    labels = np.array([[0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], "float32")
+    logits = np.array([[0, 1, 3, 0, 0, 0], [5, 0, 0, 0, 0, 0]], "float32")
+    # example 0: top-1 is class 2, a positive label, but not the first one (class 1)
+    assert float(_correct(labels, logits, 1)) == 1.0
+    assert float(_correct(labels, logits, 5)) == 2.0

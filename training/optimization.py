@@ -16,7 +16,7 @@ def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
                     ema_decay=None, weight_decay=None) -> keras.optimizers.Optimizer:
     """The optimizer `train.optimizer` names, with EMA (`train.ema_decay` > 0) and gradient
     clipping by global norm (`train.gclip` > 0). rmsprop has the original's settings (decay
-    0.9, momentum 0.9, epsilon 0.001); momentum is Nesterov momentum 0.9; adamw applies
+    0.9, momentum 0.9, epsilon 0.001); momentum is plain momentum 0.9; adamw applies
     `train.weight_decay` as decoupled weight decay. `ema_decay` and `weight_decay`, when
     given, are variables the training loop updates every step (the EMA warm-up and the
     weight-decay ramp). `mixed_float16` wraps it in Keras' dynamic loss scaling."""
@@ -30,7 +30,7 @@ def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
     elif name == "sgd":
         optimizer = keras.optimizers.SGD(**common)
     elif name == "momentum":
-        optimizer = keras.optimizers.SGD(momentum=0.9, nesterov=True, **common)
+        optimizer = keras.optimizers.SGD(momentum=0.9, **common)
     elif name == "adam":
         optimizer = keras.optimizers.Adam(**common)
     elif name == "adamw":
@@ -67,9 +67,19 @@ def base_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Op
 
 def loss_function(kind: str, label_smoothing: float):
     """Per-example loss on logits: softmax (categorical) or sigmoid (binary) cross-entropy
-    with label smoothing; `kind` comes from `hparams.loss_type`."""
-    cls = keras.losses.CategoricalCrossentropy if kind == "softmax" else keras.losses.BinaryCrossentropy
-    return cls(from_logits=True, label_smoothing=label_smoothing, reduction=None)
+    with label smoothing; `kind` comes from `hparams.loss_type`. Softmax takes the labels
+    scaled to sum to 1, as the original's loss for multi-hot labels (one-hot and mixed
+    labels already do)."""
+    if kind != "softmax":
+        return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=label_smoothing,
+                                               reduction=None)
+    categorical = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=label_smoothing, reduction=None)
+
+    def softmax_loss(labels, logits):
+        total = tf.reduce_sum(labels, axis=-1, keepdims=True)
+        return categorical(labels / tf.maximum(total, 1e-12), logits)
+    return softmax_loss
 
 
 def _compile(pattern: str, key: str) -> re.Pattern:

@@ -55,15 +55,16 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def learning_rate_schedule(train_config, steps_per_epoch: int, total_steps: int) -> WarmupSchedule:
-    """The schedule a train config asks for, scaled by batch_size / 256."""
+    """The schedule a train config asks for; peak and floor scaled by batch_size / 256."""
+    scale = train_config.batch_size / 256.0
     return WarmupSchedule(
         train_config.lr_sched,
-        train_config.lr_base * train_config.batch_size / 256.0,
+        train_config.lr_base * scale,
         total_steps,
         warmup_steps=int(train_config.lr_warmup_epoch * steps_per_epoch),
         decay_steps=int(train_config.lr_decay_epoch * steps_per_epoch),
         decay_factor=train_config.lr_decay_factor,
-        lr_min=train_config.lr_min)
+        lr_min=train_config.lr_min * scale)
 
 
 def weight_decay(base: float, increase: float, step, total_steps: int):

@@ -423,7 +423,7 @@ class Trainer:
         """Classes of the confusion matrix evaluation counts (0: none, for multi-label data
         or more than reporting.CONFUSION_MAX_CLASSES classes)."""
         few = self.num_classes <= reporting.CONFUSION_MAX_CLASSES
-        return self.num_classes if few and self.loss_type == "softmax" else 0
+        return self.num_classes if few and not self.eval_data.spec.multiclass else 0
 
     def _make_eval_fn(self, size: int):
         """A tf.function summing (loss, top-1 hits, top-5 hits, count) and the confusion
@@ -545,9 +545,13 @@ def _scalar_variable(value: float, name: str) -> tf.Variable:
 
 
 def _correct(labels, logits, k: int, mask=None):
-    """How many examples have a positive label among their top-k logits (one-hot or multi-hot)."""
-    top = tf.math.top_k(logits, k).indices
-    hits = tf.cast(tf.reduce_max(tf.gather(labels, top, batch_dims=1), axis=1) > 0.5, tf.float32)
+    """How many examples have their label among their top-k logits; for multi-hot labels the
+    first positive class, as the original's acc_top1 / acc_top5 (the argmax of the labels)."""
+    target = tf.argmax(labels, axis=1, output_type=tf.int32)
+    if k == 1:
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), target), tf.float32)
+    else:
+        hits = tf.cast(tf.math.in_top_k(target, tf.cast(logits, tf.float32), k), tf.float32)
     return tf.reduce_sum(hits if mask is None else hits * mask)
 
 
