@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from efficientnetv2.datasets import augment
 
@@ -99,3 +99,50 @@ def test_cutmix_pastes_a_box_per_image_and_mixes_labels_by_the_mean_area():
     area = from_partner.mean()
     expected = labels.numpy() * (1 - area) + labels.numpy()[::-1] * area
     np.testing.assert_allclose(mixed_labels.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, level, reference", [
+    ("Posterize", 10.0, lambda im: ImageOps.posterize(im, 4)),
+    ("Solarize", 5.0, lambda im: ImageOps.solarize(im, 128)),
+    ("AutoContrast", 0.0, lambda im: ImageOps.autocontrast(im)),
+    ("Invert", 0.0, lambda im: ImageOps.invert(im)),
+    ("Color", 3.0, lambda im: ImageEnhance.Color(im).enhance(3.0 / 10 * 1.8 + 0.1)),
+    ("Brightness", 8.0, lambda im: ImageEnhance.Brightness(im).enhance(8.0 / 10 * 1.8 + 0.1)),
+    ("Contrast", 2.0, lambda im: ImageEnhance.Contrast(im).enhance(2.0 / 10 * 1.8 + 0.1)),
+    ("Sharpness", 9.0, lambda im: ImageEnhance.Sharpness(im).enhance(9.0 / 10 * 1.8 + 0.1)),
+])
+def test_ops_match_pil_at_a_level(name, level, reference):
+    """The original's ops are PIL's ImageOps / ImageEnhance written in TensorFlow: each agrees
+    with PIL at a level that changes the image (within 1-2 grey levels of rounding)."""
+    pixels = np.random.RandomState(1).randint(30, 220, (24, 24, 3)).astype(np.uint8)
+    ours = augment.OPS[name](tf.constant(pixels, tf.float32), level, SEED).numpy()
+    expected = np.asarray(reference(Image.fromarray(pixels)), np.float32)
+    assert np.abs(ours - pixels).mean() > 1  # the op did something
+    inner = (slice(1, -1), slice(1, -1)) if name == "Sharpness" else (slice(None), slice(None))
+    # PIL truncates to uint8 where the float pipeline keeps the fraction
+    np.testing.assert_allclose(np.floor(ours[inner]), expected[inner], atol=2.5 if name == "Contrast" else 1.01)
+
+
+@pytest.mark.parametrize("name", ["Rotate", "ShearX", "ShearY"])
+def test_geometric_ops_move_pixels_and_fill_with_128(name):
+    pixels = np.zeros((33, 33, 3), np.float32)
+    pixels[16, 16] = 255.0  # the centre stays put under rotation
+    pixels[16, 30] = 200.0
+    out = augment.OPS[name](tf.constant(pixels), 10.0, SEED).numpy()
+    if name == "Rotate":
+        assert out[16, 16, 0] == 255.0 and out[16, 30, 0] != 200.0  # 30 degrees about the centre
+        assert (out == augment.FILL).any()  # corners come from outside the image
+    else:
+        assert not np.array_equal(out, pixels) and (out == augment.FILL).any()
+
+
+def test_mixup_pixels_agree_with_the_label_weights():
+    rng = np.random.RandomState(0)
+    images = tf.constant(rng.uniform(0, 1, (6, 8, 8, 3)), tf.float32)
+    labels = tf.one_hot(np.arange(6), 6)
+    mixed, mixed_labels = augment.mixup(images, labels, 0.8, SEED)
+    weights = np.diag(mixed_labels.numpy())  # each example's own class keeps weight w
+    assert np.all(weights >= 0.5) and np.all(weights <= 1.0)
+    expected = (images.numpy() * weights[:, None, None, None]
+                + images.numpy()[::-1] * (1 - weights[:, None, None, None]))
+    np.testing.assert_allclose(mixed.numpy(), expected, rtol=1e-5, atol=1e-6)

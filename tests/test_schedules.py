@@ -101,3 +101,35 @@ def test_top_k_counts_the_first_positive_label_as_the_original():
     # example 0: top-1 is class 2, a positive label, but not the first one (class 1)
     assert float(_correct(labels, logits, 1)) == 1.0
     assert float(_correct(labels, logits, 5)) == 2.0
+
+
+def test_rmsprop_steps_equal_the_formula():
+    """The default optimizer: rho 0.9, momentum 0.9, epsilon 0.001 (inside the root), three
+    steps against numpy."""
+    from efficientnetv2.training.optimization import build_optimizer
+
+    config = data_config("imagenet", "train.ema_decay=0,train.gclip=0")
+    optimizer = build_optimizer(config.train, 0.01)
+    variable = keras.Variable(np.array([0.3, -1.0, 2.0], "float32"))
+    weights, square, momentum = np.array([0.3, -1.0, 2.0]), np.zeros(3), np.zeros(3)
+    for grad in (np.array([0.2, -0.5, 1.0]), np.array([-0.1, 0.4, 0.0]), np.array([0.3, 0.3, -2.0])):
+        optimizer.apply_gradients([(grad.astype("float32"), variable)])
+        square = 0.9 * square + 0.1 * grad**2
+        momentum = 0.9 * momentum + 0.01 * grad / np.sqrt(square + 0.001)
+        weights = weights - momentum
+        np.testing.assert_allclose(variable.numpy(), weights, rtol=1e-5)
+
+
+def test_gclip_scales_the_gradients_to_the_global_norm():
+    from efficientnetv2.training.optimization import build_optimizer
+
+    config = data_config("imagenet", "train.optimizer=sgd,train.ema_decay=0,train.gclip=1.0")
+    optimizer = build_optimizer(config.train, 1.0)
+    first, second = keras.Variable(np.zeros(2, "float32")), keras.Variable(np.zeros(1, "float32"))
+    grads = [np.array([3.0, 0.0], "float32"), np.array([4.0], "float32")]  # global norm 5
+    optimizer.apply_gradients(zip(grads, [first, second]))
+    np.testing.assert_allclose(first.numpy(), [-0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(second.numpy(), [-0.8], rtol=1e-6)
+    optimizer.apply_gradients(zip([np.array([0.3, 0.0], "float32"), np.array([0.4], "float32")],
+                                  [first, second]))  # norm 0.5: not clipped
+    np.testing.assert_allclose(second.numpy(), [-1.2], rtol=1e-6)
