@@ -120,7 +120,8 @@ def test_ops_match_pil_at_a_level(name, level, reference):
     assert np.abs(ours - pixels).mean() > 1  # the op did something
     inner = (slice(1, -1), slice(1, -1)) if name == "Sharpness" else (slice(None), slice(None))
     # PIL truncates to uint8 where the float pipeline keeps the fraction
-    np.testing.assert_allclose(np.floor(ours[inner]), expected[inner], atol=2.5 if name == "Contrast" else 1.01)
+    tolerance = 2.5 if name == "Contrast" else 1.01  # PIL's contrast rounds the mean first
+    np.testing.assert_allclose(np.floor(ours[inner]), expected[inner], atol=tolerance)
 
 
 @pytest.mark.parametrize("name", ["Rotate", "ShearX", "ShearY"])
