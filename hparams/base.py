@@ -112,7 +112,10 @@ def base_config() -> ml_collections.ConfigDict:
         },
         "runtime": {
             "strategy": "default",
-            "iterations_per_loop": 100,
+            "iterations_per_loop": 100,  # training steps per tf.function call, at most
+            # a progress line at least this often (s): shorter calls when steps are slow
+            # (0: always iterations_per_loop steps); results do not depend on it.
+            "progress_seconds": 30.0,
             "mixed_precision": config_dict.placeholder(bool),  # None: on for GPU/TPU.
             # None: XLA on GPUs and TPUs, off on CPUs (where TF's own kernels are faster:
             # 2.1x the training throughput of efficientnetv2-b0 at 32 px, --mode=bench).

@@ -28,11 +28,11 @@ def data_dir(tmp_path_factory):
     return idx_folder(tmp_path_factory.mktemp("data"), 96, 20, seed=2)
 
 
-def start(data_dir, model_dir) -> subprocess.Popen:
+def start(data_dir, model_dir, extra: str = "") -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "main.py", "--mode=train", "--model_name=custom",
          "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-         f"--hparam_str={RUN}"],
+         f"--hparam_str={RUN}{extra}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # a shell's background job ignores SIGINT, and its children would too: restore it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -112,4 +112,14 @@ def test_sigkill_at_seeded_random_moments_resumes_exactly(data_dir, tmp_path, re
         process.kill()
         process.communicate(timeout=120)
     finish(start(data_dir, model_dir))
+    assert_same(weights(model_dir, TOTAL), reference)
+
+
+def test_progress_by_time_reports_every_step_and_changes_no_result(data_dir, tmp_path, reference):
+    """runtime.progress_seconds tiny: one step per tf.function call, a progress line per
+    step and the run-time estimate; the weights equal those of calls of 4 steps."""
+    model_dir = tmp_path / "run"
+    stdout = finish(start(data_dir, model_dir, ",runtime.progress_seconds=1e-6"))
+    assert stdout.count(f"/{STEPS_PER_EPOCH} loss") == TOTAL  # one line per step
+    assert "estimated time left here: " in stdout and f"{TOTAL - 2} steps at" in stdout
     assert_same(weights(model_dir, TOTAL), reference)

@@ -45,7 +45,8 @@ def test_mirrored_over_two_cpus_follows_the_one_device_trajectory(data_dir, tmp_
                           f"--hparam_str={SAME_MATH},runtime.strategy={strategy}")
         assert result.returncode == 0, result.stderr[-3000:]
         runs[name] = result.stdout
-    assert "2 replica(s)" in runs["two"] and "1 replica(s)" in runs["one"]
+    assert "global batch 16 = 8 per replica x 2 replica(s)" in runs["two"]
+    assert "global batch 16 = 16 per replica x 1 replica(s)" in runs["one"]
     one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
     assert len(one) == len(two) == 16
     # Same data, same math; only the order of float sums differs. Tolerance: 1e-4 relative.

@@ -59,8 +59,9 @@ def test_per_stage_values_at_every_step_equal_the_formulas(data_dir, tmp_path):
         assert float(row["weight_decay"]) == pytest.approx((1 + (step - 1) / total) * 1e-5)
         assert float(row["learning_rate"]) == pytest.approx(
             float(trainer.learning_rate(step - 1)), rel=1e-6)
-    # loops stop at epoch ends (8 steps) and stage ends (16 steps): 3 + 3 + 2 per epoch
-    assert [int(r["step"]) for r in rows][:4] == [3, 6, 8, 11]
+    # the first call runs one step (it also traces); calls of 3 stop at epoch ends (8 steps)
+    # and stage ends (16 steps)
+    assert [int(r["step"]) for r in rows][:5] == [1, 4, 7, 8, 11]
     assert int(rows[-1]["step"]) == total
 
 
@@ -502,3 +503,10 @@ def test_the_l2_term_adds_decay_times_each_decayed_weight_to_its_gradient(data_d
     for variable, g0, g1 in zip(trainer.variables, without, with_decay):
         added = decay * variable.numpy() if id(variable) in decayed else 0.0
         np.testing.assert_allclose(g1.numpy() - g0.numpy(), added, atol=1e-6)
+
+
+def test_the_gpu_projection_follows_the_measured_h200_rates():
+    v2s_300 = reporting.V2S_MULTIPLY_ADDS_300
+    assert reporting.gpu_images_per_sec(300, v2s_300) == pytest.approx(2460)
+    assert reporting.gpu_images_per_sec(128, v2s_300 * (128 / 300) ** 2) == pytest.approx(4080)
+    assert reporting.gpu_images_per_sec(300, v2s_300 / 2) == pytest.approx(4920)  # half the work

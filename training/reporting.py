@@ -7,6 +7,7 @@ import csv
 import os
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 LOG_FILE = "log.csv"
@@ -101,15 +102,33 @@ class Progress:
         eta = (self.epoch_steps - done) * seconds_per_step
         line = (f"[{'=' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.epoch_steps} "
                 f"loss {loss:.4f} acc {accuracy:.4f} lr {lr:.3g} {size}px "
-                f"{images_per_sec:,.0f} img/s ETA {_duration(eta)}"
-                + (f" (run {_duration(run_steps_left * seconds_per_step)})"
+                f"{images_per_sec:,.0f} img/s ETA {duration(eta)}"
+                + (f" (run {duration(run_steps_left * seconds_per_step)})"
                    if run_steps_left > self.epoch_steps - done else ""))
         end = "\n" if not self.tty or done >= self.epoch_steps else ""
         self.stream.write(("\r" + line + "\033[K" if self.tty else line) + end)
         self.stream.flush()
 
 
-def _duration(seconds: float) -> str:
+# EfficientNetV2-S training on one NVIDIA H200 (bf16, batch 128, data on the GPU, XLA),
+# measured 2026-12-04: image size -> images/s. docs/gpu.md.
+H200_V2S_RATES = {128: 4080.0, 300: 2460.0}
+V2S_MULTIPLY_ADDS_300 = 5.37e9  # its 8.8e9 at 384 px, scaled by the pixels
+
+
+def gpu_images_per_sec(image_size: int, multiply_adds: float) -> float:
+    """A projection of one H200's training rate for a model of `multiply_adds` per image at
+    `image_size`: V2-S's measured rate at that size (log-linear between the two measured
+    sizes, flat outside them), scaled by V2-S's multiply-adds over the model's."""
+    (small, fast), (large, slow) = sorted(H200_V2S_RATES.items())
+    size = min(max(image_size, small), large)
+    position = np.log(size / small) / np.log(large / small)
+    rate = fast * (slow / fast) ** position
+    v2s = V2S_MULTIPLY_ADDS_300 * (image_size / 300) ** 2
+    return rate * v2s / max(multiply_adds, 1.0)
+
+
+def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -70,6 +70,8 @@ class Trainer:
         self.strategy = strategy or make_strategy(config.runtime.strategy, **tpu_flags)
         self.chief = is_chief(self.strategy)
         self.verbose = verbose and self.chief
+        self._seconds_per_step: float | None = None  # of the latest training loop
+        self._estimated = False  # the run-time estimate is printed once
         self.replicas = self.strategy.num_replicas_in_sync
         self.policy = mixed_precision_policy(config, self.strategy)
         # XLA cannot compile a replica's step on logical CPU devices (variables of the other
@@ -267,8 +269,9 @@ class Trainer:
         log = reporting.MetricsLog(self.model_dir, start, enabled=self.chief)
         progress = reporting.Progress(self.verbose)
         self._log(f"training {config.model.model_name} on {config.data.ds_name}: "
-                  f"{plan.total_steps} steps ({plan.steps_per_epoch}/epoch, batch "
-                  f"{config.train.batch_size}, {self.replicas} replica(s), {self.policy}), "
+                  f"{plan.total_steps} steps ({plan.steps_per_epoch}/epoch, global batch "
+                  f"{config.train.batch_size} = {config.train.batch_size // self.replicas} per "
+                  f"replica x {self.replicas} replica(s), {self.policy}), "
                   f"{len(self.stages)} stage(s): "
                   + ", ".join(f"{s.image_size}px" for s in self.stages)
                   + f"; eval at {config.eval.isize}px; {describe_recipe(config)}")
@@ -340,10 +343,12 @@ class Trainer:
             if step == epoch_start or progress.epoch_steps != epoch_steps:
                 progress.start_epoch(epoch, math.ceil(plan.total_steps / plan.steps_per_epoch),
                                      epoch_steps)
-            steps = min(config.runtime.iterations_per_loop, plan.next_boundary(step) - step)
+            steps = min(self._loop_steps(), plan.next_boundary(step) - step)
             began = time.time()
             loss_sum, correct, count = loop(iterator, tf.constant(steps)).numpy()
             seconds = time.time() - began
+            timed = self._seconds_per_step is not None  # the first loop also traces
+            self._seconds_per_step = seconds / steps
             loss, accuracy = loss_sum / max(count, 1), correct / max(count, 1)
             if not np.isfinite(loss):
                 raise UserError(
@@ -363,11 +368,42 @@ class Trainer:
             progress.update(now - epoch_start, seconds / steps, loss, accuracy,
                             values["learning_rate"], stage.image_size, values["images_per_sec"],
                             run_steps_left=plan.total_steps - now)
+            if timed and not self._estimated:
+                self._estimated = True
+                self._log(self._run_estimate(stage, seconds / steps, plan.total_steps - now))
             if now % plan.steps_per_epoch == 0 or now in (end, plan.total_steps):
                 self.checkpoints.save(now)
                 if eval_every_epoch and self._evaluated_after(now):
                     result = self.evaluate_and_log(log, self._eval_size(stage))
         return result
+
+    def _loop_steps(self) -> int:
+        """Steps of the next `tf.function` call: `runtime.iterations_per_loop` at most, and
+        few enough that a progress line comes every `runtime.progress_seconds` (the first
+        call, which also traces, runs one step). Steps and results do not depend on it."""
+        most = self.config.runtime.iterations_per_loop
+        every = self.config.runtime.get("progress_seconds") or 0
+        if self._seconds_per_step is None:
+            return 1 if every > 0 else most
+        if every <= 0:
+            return most
+        return int(max(1, min(most, every / max(self._seconds_per_step, 1e-9))))
+
+    def _run_estimate(self, stage, seconds_per_step: float, steps_left: int) -> str:
+        """The run's time left at this stage's step time; on a CPU, when hours, what one GPU
+        would take by the rates measured on an H200 (reporting.gpu_images_per_sec)."""
+        left = seconds_per_step * steps_left
+        line = (f"estimated time left here: {reporting.duration(left)} ({steps_left:,} steps at "
+                f"{seconds_per_step:.2f} s/step, {stage.image_size}px)")
+        if left >= 3600 and not tf.config.list_physical_devices("GPU"):
+            from efficientnetv2.flops import count_multiply_adds
+
+            rate = reporting.gpu_images_per_sec(stage.image_size,
+                                                count_multiply_adds(self.model, stage.image_size))
+            images = steps_left * self.config.train.batch_size
+            line += (f"; one GPU would take about {reporting.duration(images / rate)} "
+                     f"(a projection from an H200's measured rates, docs/gpu.md)")
+        return line
 
     def _evaluated_after(self, step: int) -> bool:
         """Whether --mode=traineval evaluates at this step: after every `eval.every_epochs`-th
