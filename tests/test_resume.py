@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_BLOCKS, idx_folder
+from conftest import TINY_BLOCKS, hparam_string, idx_folder
 from test_main import ROOT
 
 # 96 images, batch 8: 12 steps per epoch, 4 epochs in 2 stages (stage boundary at step 24).
@@ -32,7 +32,7 @@ def start(data_dir, model_dir, extra: str = "") -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "main.py", "--mode=train", "--model_name=custom",
          "--dataset_cfg=fashion_mnist", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-         f"--hparam_str={RUN}{extra}"],
+         f"--hparam_str={hparam_string(RUN, extra)}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # a shell's background job ignores SIGINT, and its children would too: restore it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -123,3 +123,22 @@ def test_progress_by_time_reports_every_step_and_changes_no_result(data_dir, tmp
     assert stdout.count(f"/{STEPS_PER_EPOCH} loss") == TOTAL  # one line per step
     assert "estimated time left here: " in stdout and f"{TOTAL - 2} steps at" in stdout
     assert_same(weights(model_dir, TOTAL), reference)
+
+
+@pytest.fixture(scope="module")
+def reference_xla(data_dir, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("uninterrupted_xla")
+    finish(start(data_dir, model_dir, ",runtime.xla=true"))
+    return weights(model_dir, TOTAL)
+
+
+def test_xla_trains_and_resumes_exactly(data_dir, tmp_path, reference_xla):
+    """The GPU/TPU default (runtime.xla, jit-compiled steps) on this CPU: killed mid-run and
+    resumed, the weights equal an uninterrupted XLA run's."""
+    model_dir = tmp_path / "run"
+    process = start(data_dir, model_dir, ",runtime.xla=true")
+    code, _ = interrupt_after(process, model_dir, STEPS_PER_EPOCH, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    stdout = finish(start(data_dir, model_dir, ",runtime.xla=true"))
+    assert f"step {STEPS_PER_EPOCH}, epoch 2, stage 1" in stdout
+    assert_same(weights(model_dir, TOTAL), reference_xla)
