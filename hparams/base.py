@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
             "lr_decay_factor": 0.97,
             "lr_warmup_epoch": 5.0,
             "lr_min": 0.0,
+            "nesterov": False,  # optimizer momentum: Nesterov's instead of plain (the original's)
             "ema_decay": 0.9999,
             "weight_decay": 1e-5,
             "weight_decay_inc": 0.0,

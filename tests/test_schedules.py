@@ -133,3 +133,12 @@ def test_gclip_scales_the_gradients_to_the_global_norm():
     optimizer.apply_gradients(zip([np.array([0.3, 0.0], "float32"), np.array([0.4], "float32")],
                                   [first, second]))  # norm 0.5: not clipped
     np.testing.assert_allclose(second.numpy(), [-1.2], rtol=1e-6)
+
+
+def test_nesterov_is_a_key_away():
+    from efficientnetv2.training.optimization import build_optimizer
+
+    config = data_config("imagenet", "train.optimizer=momentum,train.nesterov=true,train.ema_decay=0")
+    variable = keras.Variable(np.array([1.0], "float32"))
+    build_optimizer(config.train, 0.1).apply_gradients([(np.array([1.0], "float32"), variable)])
+    np.testing.assert_allclose(variable.numpy(), [1.0 - 1.9 * 0.1], rtol=1e-6)  # w - lr g (1 + m)

@@ -16,7 +16,8 @@ def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
                     ema_decay=None, weight_decay=None) -> keras.optimizers.Optimizer:
     """The optimizer `train.optimizer` names, with EMA (`train.ema_decay` > 0) and gradient
     clipping by global norm (`train.gclip` > 0). rmsprop has the original's settings (decay
-    0.9, momentum 0.9, epsilon 0.001); momentum is plain momentum 0.9; adamw applies
+    0.9, momentum 0.9, epsilon 0.001); momentum is plain momentum 0.9 (Nesterov's with
+    `train.nesterov`); adamw applies
     `train.weight_decay` as decoupled weight decay. `ema_decay` and `weight_decay`, when
     given, are variables the training loop updates every step (the EMA warm-up and the
     weight-decay ramp). `mixed_float16` wraps it in Keras' dynamic loss scaling."""
@@ -30,7 +31,8 @@ def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
     elif name == "sgd":
         optimizer = keras.optimizers.SGD(**common)
     elif name == "momentum":
-        optimizer = keras.optimizers.SGD(momentum=0.9, **common)
+        optimizer = keras.optimizers.SGD(momentum=0.9, nesterov=bool(train_config.get("nesterov")),
+                                          **common)
     elif name == "adam":
         optimizer = keras.optimizers.Adam(**common)
     elif name == "adamw":
