@@ -200,7 +200,7 @@ def autoaugment(image, seed, consts=AUTOAUGMENT_CONSTS):
 
 
 def augment_function(name: str, num_layers: int, magnitude: float, const_scale: float = 1.0):
-    """fn(image 0..255, seed) for 'randaug' or 'autoaug'; None for anything else (the recipe
+    """fn(image 0..255, seed) for 'randaug', 'autoaug' or 'ra_aa'; None for anything else (the recipe
     itself does the rest: crop and flip, or the fine-tuning cutout). `const_scale`
     multiplies the pixel constants of Cutout and Translate (1: the original's pixels)."""
     if name == "randaug":
@@ -209,6 +209,15 @@ def augment_function(name: str, num_layers: int, magnitude: float, const_scale: 
     if name == "autoaug":
         consts = tuple(c * const_scale for c in AUTOAUGMENT_CONSTS)
         return lambda image, seed: autoaugment(image, seed, consts)
+    if name == "ra_aa":  # the original's: AutoAugment or RandAugment, even odds per image
+        rand = augment_function("randaug", num_layers, magnitude, const_scale)
+        auto = augment_function("autoaug", num_layers, magnitude, const_scale)
+
+        def either(image, seed):
+            coin_seed, op_seed = _seeds(seed, 2)
+            heads = tf.random.stateless_uniform([], coin_seed) < 0.5
+            return tf.cond(heads, lambda: auto(image, op_seed), lambda: rand(image, op_seed))
+        return either
     return None
 
 

@@ -6,8 +6,9 @@
 - `effnetv1` (augname effnetv1_autoaug or effnetv1_randaug; V2-B0..B3 and every V1 model):
   random-area crop (falling back to the centre crop), bicubic resize, flip, the augmentation;
   eval: centre crop at every size, bicubic resize; ImageNet mean/std normalisation.
-- `ft` (fine-tuning): resize, flip and cutout for training; eval: resize only (no crop);
-  values (x / 255 - 0.5) / 0.5.
+- `ft` (fine-tuning; augname ft, ft_randaug or ft_autoaug): resize, flip and cutout (or the
+  named augmentation instead) for training; eval: resize only (no crop); values
+  (x / 255 - 0.5) / 0.5.
 
 `data.random_erasing` adds random erasing to the training images of every recipe.
 
@@ -42,7 +43,9 @@ NORMALIZATIONS = {
 # augname -> (recipe, augmentation inside it)
 AUGNAMES = {
     "randaug": ("default", "randaug"), "autoaug": ("default", "autoaug"),
+    "ra_aa": ("default", "ra_aa"),  # AutoAugment or RandAugment, even odds per image
     "none": ("default", "none"), "ft": ("ft", "cutout"),
+    "ft_randaug": ("ft", "randaug"), "ft_autoaug": ("ft", "autoaug"),  # instead of cutout
     "effnetv1_autoaug": ("effnetv1", "autoaug"), "effnetv1_randaug": ("effnetv1", "randaug"),
 }
 
@@ -74,9 +77,12 @@ class Recipe:
         """Training preprocessing of a decoded image (0..255), normalised. `augment_fn`
         (RandAugment or AutoAugment at the stage's magnitude) runs on 0..255 values."""
         crop_seed, flip_seed, aug_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-        if self.name == "ft":
+        if self.name == "ft":  # ft: cutout; ft_randaug, ft_autoaug: that augmentation
             image = random_flip(resize(image, image_size, self.resize_method), flip_seed)
-            image = cutout(image, aug_seed)
+            if augment_fn is None:
+                image = cutout(image, aug_seed)
+            else:
+                image = augment_fn(tf.clip_by_value(image, 0.0, 255.0), aug_seed)
         else:
             if self.pad_crop:
                 cropped = translate_crop(image, crop_seed, self.pad_crop)
@@ -151,7 +157,7 @@ def eval_views(config) -> TestTimeViews:
 def describe_augmentation(augname: str | None, magnitude: float) -> str:
     """'randaug magnitude 7.5', 'effnetv1_autoaug' or 'ft' (cutout): what a stage applies."""
     name = augname or "none"
-    return f"{name} magnitude {magnitude:g}" if name.endswith("randaug") else name
+    return f"{name} magnitude {magnitude:g}" if name.endswith(("randaug", "ra_aa")) else name
 
 
 def describe_recipe(config) -> str:

@@ -13,11 +13,14 @@ import keras
 from efficientnetv2.block_strings import BlockArgs, decode_block_strings
 from efficientnetv2.errors import UserError
 from efficientnetv2.families import ARCHITECTURES, Architecture
-from efficientnetv2.layers import DENSE_INITIALIZER, Head, LayerOptions, Stem, make_block
+from efficientnetv2.layers import DENSE_INITIALIZER, Head, LayerOptions, LocalPooling, Stem, make_block
 
 CUSTOM = "custom"
 ACTIVATIONS = ("silu", "swish", "relu", "relu6", "gelu", "hard_silu", "hard_swish", "elu",
-               "leaky_relu", "mish")
+               "leaky_relu", "mish", "selu")
+# the original's names for Keras activations (its `act_fn`)
+ACTIVATION_ALIASES = {"silu_native": "silu", "swish_native": "silu", "hswish": "hard_silu"}
+NORMALIZATIONS = ("bn", "gn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +41,30 @@ class ModelOptions:
     depth_divisor: int = 8
     min_depth: int = 8
     stem_stride: int = 2
+    bn_type: str = "bn"  # bn, or gn: group normalization (the original's bn_type)
+    gn_groups: int = 8  # groups of gn (gcd with each layer's channels)
+    conv_dropout: float = 0.0  # dropout after the expansion of expanding blocks
+    local_pooling: bool = False  # whole-map average-pool ops instead of means (same values)
+    headbias: float = 0.0  # the classifier's initial bias
 
     @property
     def layer_options(self) -> LayerOptions:
-        return LayerOptions(self.activation, self.bn_momentum, self.bn_epsilon,
-                            self.synchronized_bn, self.data_format)
+        return LayerOptions(ACTIVATION_ALIASES.get(self.activation, self.activation),
+                            self.bn_momentum, self.bn_epsilon, self.synchronized_bn,
+                            self.data_format, self.bn_type, self.gn_groups, self.conv_dropout,
+                            self.local_pooling)
 
     def validate(self) -> None:
         decode_block_strings(list(self.blocks))
-        if self.activation not in ACTIVATIONS:
-            raise UserError(f"unknown activation {self.activation!r}; use one of {', '.join(ACTIVATIONS)}")
+        if self.activation not in ACTIVATIONS + tuple(ACTIVATION_ALIASES):
+            raise UserError(f"unknown activation {self.activation!r}; use one of "
+                            f"{', '.join(ACTIVATIONS + tuple(ACTIVATION_ALIASES))}")
+        if self.bn_type not in NORMALIZATIONS:
+            raise UserError(f"bn_type {self.bn_type!r} must be bn (batch norm) or gn (group norm)")
+        if self.gn_groups < 1:
+            raise UserError(f"gn_groups {self.gn_groups} must be 1 or more")
+        if not 0 <= self.conv_dropout < 1:
+            raise UserError(f"conv_dropout {self.conv_dropout} must be in [0, 1)")
         if self.data_format not in ("channels_last", "channels_first"):
             raise UserError(f"data_format {self.data_format!r} must be channels_last or channels_first")
         if not 0 <= self.dropout_rate < 1:
@@ -150,16 +167,24 @@ def build_model(options: ModelOptions, num_classes: int = 1000, include_top: boo
                                  options.depth_divisor, options.min_depth)
     x = Head(feature_size, layer_options, name="head")(x)
     if include_top:
-        x = keras.layers.GlobalAveragePooling2D(data_format=options.data_format, name="avg_pool")(x)
+        x = _pooling(options)(x)
         if options.dropout_rate > 0:
             x = keras.layers.Dropout(options.dropout_rate, name="top_dropout")(x)
         x = keras.layers.Dense(num_classes, kernel_initializer=DENSE_INITIALIZER,
+                               bias_initializer=keras.initializers.Constant(options.headbias),
                                dtype="float32", name="predictions")(x)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(data_format=options.data_format, name="avg_pool")(x)
+        x = _pooling(options)(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(data_format=options.data_format, name="max_pool")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def _pooling(options: ModelOptions) -> keras.layers.Layer:
+    """The head's global average pool (a whole-map average-pool op with `local_pooling`)."""
+    if options.local_pooling:
+        return LocalPooling(options.layer_options, name="avg_pool")
+    return keras.layers.GlobalAveragePooling2D(data_format=options.data_format, name="avg_pool")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ created in the order they run, so the weight order matches keras.applications' m
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import keras
@@ -35,6 +36,10 @@ class LayerOptions:
     bn_epsilon: float = 1e-3
     synchronized_bn: bool = False
     data_format: str = "channels_last"
+    bn_type: str = "bn"  # bn: batch norm; gn: group norm of gn_groups groups
+    gn_groups: int = 8
+    conv_dropout: float = 0.0  # dropout after an expanding block's expansion
+    local_pooling: bool = False  # pool whole maps with an average-pool op, not a mean
 
     @property
     def channel_axis(self) -> int:
@@ -56,10 +61,27 @@ class LayerOptions:
             kernel_size, strides=strides, padding="same", use_bias=False,
             data_format=self.data_format, depthwise_initializer=CONV_INITIALIZER, name=name)
 
-    def batch_norm(self, name: str) -> keras.layers.BatchNormalization:
+    def batch_norm(self, name: str, channels: int) -> keras.layers.Layer:
+        """Batch norm, or with `bn_type` gn group norm (of gcd(gn_groups, channels) groups:
+        a group count that divides the channels), as the original's `utils.normalization`."""
+        if self.bn_type == "gn":
+            return keras.layers.GroupNormalization(
+                math.gcd(self.gn_groups, channels), axis=self.channel_axis,
+                epsilon=self.bn_epsilon, name=name)
         return keras.layers.BatchNormalization(
             axis=self.channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
             synchronized=self.synchronized_bn, name=name)
+
+    def pool(self, x: Any, keepdims: bool = False) -> Any:
+        """The mean over each feature map; with `local_pooling`, as an average pool whose
+        window is the whole map where its size is known (an AvgPool op, as TFLite and the
+        Edge TPU prefer; the original's `local_pooling`). The values are the same."""
+        height, width = (x.shape[axis] for axis in self.spatial_axes)
+        if not self.local_pooling or height is None or width is None:
+            return ops.mean(x, axis=self.spatial_axes, keepdims=keepdims)
+        pooled = ops.average_pool(x, (height, width), strides=1, padding="valid",
+                                  data_format=self.data_format)
+        return pooled if keepdims else ops.squeeze(pooled, self.spatial_axes)
 
     def act(self, x: Any) -> Any:
         return keras.activations.get(self.activation)(x)
@@ -92,7 +114,7 @@ class _ConvBnAct(keras.layers.Layer):
         self.filters = filters
         self.options = _options(options)
         self.conv = self.options.conv(filters, self.kernel_size, self.strides, name="conv")
-        self.bn = self.options.batch_norm("bn")
+        self.bn = self.options.batch_norm("bn", filters)
 
     def build(self, input_shape):
         build_in_sequence(input_shape, self.conv, self.bn)
@@ -148,7 +170,7 @@ class SqueezeExcite(keras.layers.Layer):
         return input_shape
 
     def call(self, inputs):
-        squeezed = ops.mean(inputs, axis=self.options.spatial_axes, keepdims=True)
+        squeezed = self.options.pool(inputs, keepdims=True)
         return inputs * self.expand(self.reduce(squeezed))
 
     def get_config(self) -> dict:
@@ -202,6 +224,12 @@ class _Block(keras.layers.Layer):
         reduced = max(1, int(self.block.input_filters * ratio))
         return SqueezeExcite(reduced, self.expanded_filters, self.options, name="se")
 
+    def _make_conv_dropout(self) -> keras.layers.Dropout | None:
+        """The original's `conv_dropout`: after the expansion of blocks that expand."""
+        if self.options.conv_dropout and self.block.expand_ratio > 1:
+            return keras.layers.Dropout(self.options.conv_dropout, name="conv_dropout")
+        return None
+
     def _make_residual(self) -> StochasticDepth | None:
         if self.has_residual and self.survival_prob is not None and self.survival_prob < 1:
             return StochasticDepth(self.survival_prob, name="stochastic_depth")
@@ -243,12 +271,13 @@ class MBConv(_Block):
         self.expand_conv = self.expand_bn = None
         if b.expand_ratio != 1:
             self.expand_conv = o.conv(self.expanded_filters, 1, name="expand_conv")
-            self.expand_bn = o.batch_norm("expand_bn")
+            self.expand_bn = o.batch_norm("expand_bn", self.expanded_filters)
         self.depthwise_conv = o.depthwise_conv(b.kernel_size, b.strides, name="depthwise_conv")
-        self.depthwise_bn = o.batch_norm("depthwise_bn")
+        self.depthwise_bn = o.batch_norm("depthwise_bn", self.expanded_filters)
+        self.conv_dropout = self._make_conv_dropout()
         self.se = self._make_se()
         self.project_conv = o.conv(b.output_filters, 1, name="project_conv")
-        self.project_bn = o.batch_norm("project_bn")
+        self.project_bn = o.batch_norm("project_bn", b.output_filters)
         self.drop = self._make_residual()
 
     def _layers_in_order(self) -> tuple:
@@ -260,6 +289,8 @@ class MBConv(_Block):
         if self.expand_conv is not None:
             x = self.options.act(self.expand_bn(self.expand_conv(x), training=training))
         x = self.options.act(self.depthwise_bn(self.depthwise_conv(x), training=training))
+        if self.conv_dropout is not None:
+            x = self.conv_dropout(x, training=training)
         if self.se is not None:
             x = self.se(x)
         x = self.project_bn(self.project_conv(x), training=training)
@@ -281,14 +312,15 @@ class FusedMBConv(_Block):
         if b.expand_ratio != 1:
             self.expand_conv = o.conv(self.expanded_filters, b.kernel_size, b.strides,
                                       name="expand_conv")
-            self.expand_bn = o.batch_norm("expand_bn")
+            self.expand_bn = o.batch_norm("expand_bn", self.expanded_filters)
+        self.conv_dropout = self._make_conv_dropout()
         self.se = self._make_se()
         if b.expand_ratio != 1:
             self.project_conv = o.conv(b.output_filters, 1, name="project_conv")
         else:
             self.project_conv = o.conv(b.output_filters, b.kernel_size, b.strides,
                                        name="project_conv")
-        self.project_bn = o.batch_norm("project_bn")
+        self.project_bn = o.batch_norm("project_bn", b.output_filters)
         self.drop = self._make_residual()
 
     def _layers_in_order(self) -> tuple:
@@ -298,12 +330,32 @@ class FusedMBConv(_Block):
         x = inputs
         if self.expand_conv is not None:
             x = self.options.act(self.expand_bn(self.expand_conv(x), training=training))
+        if self.conv_dropout is not None:
+            x = self.conv_dropout(x, training=training)
         if self.se is not None:
             x = self.se(x)
         x = self.project_bn(self.project_conv(x), training=training)
         if self.expand_conv is None:
             x = self.options.act(x)
         return self._finish(inputs, x, training)
+
+
+@keras.saving.register_keras_serializable(package="efficientnetv2")
+class LocalPooling(keras.layers.Layer):
+    """Global average pooling written as an average pool over the whole map (LayerOptions.pool)."""
+
+    def __init__(self, options: LayerOptions | dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.options = _options(options)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[self.options.channel_axis])
+
+    def call(self, inputs):
+        return self.options.pool(inputs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "options": dataclasses.asdict(self.options)}
 
 
 @keras.saving.register_keras_serializable(package="efficientnetv2")

@@ -20,6 +20,7 @@ from .overrides import (
     apply_overrides,
     flatten,
     load_yaml,
+    own_names,
     parse_hparam_str,
     parse_value,
 )
@@ -41,9 +42,9 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
 
     `imagefolder` with `train.ft_init_ckpt` set builds the `imagefolderft` config instead.
     """
-    file_overrides = load_yaml(config_file) if config_file else {}
+    file_overrides = own_names(load_yaml(config_file)) if config_file else {}
     flag_overrides = {k: v for k, v in (extra or {}).items() if v is not None}
-    string_overrides = parse_hparam_str(hparam_str)
+    string_overrides = own_names(parse_hparam_str(hparam_str))
     given = {**file_overrides, **flag_overrides, **string_overrides}  # the user's keys
     dataset_cfg = resolve_dataset_cfg(dataset_cfg, given.get("train.ft_init_ckpt"))
     config = base_config()

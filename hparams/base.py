@@ -122,5 +122,7 @@ def base_config() -> ml_collections.ConfigDict:
             # 2.1x the training throughput of efficientnetv2-b0 at 32 px, --mode=bench).
             "xla": config_dict.placeholder(bool),
             "keep_checkpoint_max": 5,
+            # also keep one checkpoint of every this many hours for good (0: none)
+            "keep_checkpoint_every_n_hours": 0.0,
         },
     })

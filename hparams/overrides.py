@@ -123,6 +123,15 @@ def _wrong(field_type: type, value: Any, key: str, source: str):
                     f"got {quoted(value)} ({type(value).__name__})")
 
 
+# keys the original spells otherwise: its configs and commands carry over
+ORIGINAL_KEYS = {"model.act_fn": "model.activation"}
+
+
+def own_names(flat: dict[str, Any]) -> dict[str, Any]:
+    """`flat` with the original's spellings of keys (ORIGINAL_KEYS) renamed to this project's."""
+    return {ORIGINAL_KEYS.get(key, key): value for key, value in flat.items()}
+
+
 def apply_overrides(config: ml_collections.ConfigDict, flat: dict[str, Any],
                     source: str) -> None:
     """Sets each dotted key of `flat` in `config` after checking that it exists and its type."""

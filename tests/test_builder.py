@@ -157,3 +157,37 @@ def test_training_mode_uses_batch_statistics_and_dropout():
     x = np.random.RandomState(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
     assert not np.allclose(model(x, training=True), model(x, training=False))
     np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+
+
+def test_group_norm_conv_dropout_headbias_and_the_originals_activation_names():
+    model = efficientnetv2.get_model(TINY_BLOCKS + ["r1_k3_s1_e4_i16_o24"], 5, bn_type="gn",
+                                     gn_groups=16, conv_dropout=0.5, headbias=-2.0,
+                                     activation="hswish", dropout_rate=0.0, survival_prob=None)
+    kinds = {type(layer).__name__ for block in model.layers for layer in
+             getattr(block, "_layers", [])}
+    assert "GroupNormalization" in kinds and "BatchNormalization" not in kinds
+    norm = model.get_layer("blocks_3").expand_bn  # 16 x 4 = 64 channels: 16 groups
+    assert norm.groups == 16 and model.get_layer("blocks_1").project_bn.groups == 16
+    assert model.get_layer("blocks_3").project_bn.groups == 8  # gcd(16, 24)
+    np.testing.assert_array_equal(model.get_layer("predictions").bias.numpy(), -2.0)
+    assert model.get_layer("stem").options.activation == "hard_silu"
+    images = np.random.RandomState(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+    # conv_dropout: random in training, off in inference; a block that does not expand has none
+    assert not np.allclose(model(images, training=True), model(images, training=True))
+    np.testing.assert_allclose(model(images), model(images))
+    assert model.get_layer("blocks_0").conv_dropout is None
+
+
+def test_local_pooling_gives_the_same_values_with_average_pool_ops():
+    import tensorflow as tf
+
+    plain = efficientnetv2.get_model(TINY_BLOCKS, 4, **{**TINY, "blocks": TINY_BLOCKS})
+    local = efficientnetv2.get_model(TINY_BLOCKS, 4, local_pooling=True,
+                                     **{**TINY, "blocks": TINY_BLOCKS})
+    local.set_weights(plain.get_weights())
+    images = np.random.RandomState(1).uniform(-1, 1, (2, 24, 24, 3)).astype("float32")
+    np.testing.assert_allclose(local(images), plain(images), rtol=1e-5, atol=1e-6)
+    graph = tf.function(lambda x: local(x)).get_concrete_function(
+        tf.TensorSpec([1, 24, 24, 3], tf.float32)).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert "AvgPool" in ops and "Mean" not in ops  # the head's pool and the SE's

@@ -61,7 +61,7 @@ def test_same_seed_same_images_other_seed_other_images(idx_dir):
 
 
 def test_every_augmentation_runs(train_data):
-    for name in ("randaug", "autoaug", "ft", "none"):
+    for name in ("randaug", "autoaug", "ra_aa", "ft", "none"):
         images, _ = next(iter(train_data.dataset(4, 32, Augmentation(name, 2, 15))))
         assert images.shape == (4, 32, 32, 3)
 

@@ -231,3 +231,18 @@ def test_default_crops_reach_below_a_tenth_of_the_image_as_the_original():
     default, v1 = areas(False), areas(True)
     assert (default < 0.1).mean() > 0.02 and default.min() >= 0.04
     assert (v1 < 0.099).mean() == 0
+
+
+def test_ft_randaug_and_ft_autoaug_replace_the_fine_tuning_cutout():
+    import ml_collections
+
+    image = tf.fill([20, 20, 3], 90.0)
+    seed = tf.constant([5, 6], tf.int64)
+    cut = recipe_for(ml_collections.ConfigDict({"augname": "ft"})).train_image(image, 16, seed)
+    assert np.ptp(cut.numpy()) > 0  # the cutout's random values
+    for name in ("ft_randaug", "ft_autoaug"):
+        recipe = recipe_for(ml_collections.ConfigDict({"augname": name}))
+        assert recipe.name == "ft"
+        seen = []
+        out = recipe.train_image(image, 16, seed, lambda im, s: seen.append(1) or im)
+        assert seen and np.ptp(out.numpy()) == 0  # the augmentation ran, no cutout

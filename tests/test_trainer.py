@@ -510,3 +510,18 @@ def test_the_gpu_projection_follows_the_measured_h200_rates():
     assert reporting.gpu_images_per_sec(300, v2s_300) == pytest.approx(2460)
     assert reporting.gpu_images_per_sec(128, v2s_300 * (128 / 300) ** 2) == pytest.approx(4080)
     assert reporting.gpu_images_per_sec(300, v2s_300 / 2) == pytest.approx(4920)  # half the work
+
+
+def test_the_originals_model_options_train_evaluate_and_keep_hourly_checkpoints(data_dir, tmp_path):
+    """Group norm, conv dropout, local pooling, a head bias, the original's `act_fn` key and
+    `ra_aa` through a training run; keep_checkpoint_every_n_hours keeps more than
+    keep_checkpoint_max."""
+    config = tiny_config(data_dir, ",train.epochs=2,train.stages=0,model.bn_type=gn,"
+                         "model.gn_groups=4,model.conv_dropout=0.2,model.local_pooling=true,"
+                         "model.headbias=0.5,model.act_fn=relu6,data.augname=ra_aa,"
+                         "runtime.keep_checkpoint_max=1,runtime.keep_checkpoint_every_n_hours=1e-9")
+    assert config.model.activation == "relu6"
+    run = tmp_path / "r"
+    result = Trainer(config, str(run), verbose=False).train()
+    assert np.isfinite(result.loss) and 0 <= result.top1 <= 1
+    assert len(list(run.glob("ckpt-*.index"))) == 2  # epochs 1 and 2, though max is 1

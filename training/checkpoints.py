@@ -97,7 +97,9 @@ def _acquire(path: str):
 
 class Checkpoints:
     """A tf.train.Checkpoint of the run's state with two managers: the last
-    `keep` checkpoints in `directory`, and the best by eval top-1 in `directory/best`.
+    `keep` checkpoints in `directory` (and, with `keep_every_n_hours`, one of every that
+    many hours for good, as the original's `keep_checkpoint_every_n_hours`), and the best by
+    eval top-1 in `directory/best`.
 
     TensorFlow writes the data files first and the `checkpoint` index file last (atomically),
     so a run killed while saving resumes from the previous checkpoint. A failed save (disk
@@ -106,12 +108,15 @@ class Checkpoints:
     (every worker must take part in a save) that is deleted afterwards.
     """
 
-    def __init__(self, directory: str, keep: int, write: bool = True, **objects):
+    def __init__(self, directory: str, keep: int, write: bool = True,
+                 keep_every_n_hours: float | None = None, **objects):
         self.directory = directory
         self.checkpoint = tf.train.Checkpoint(**objects)
         target = directory if write else tempfile.mkdtemp(prefix="efficientnetv2_worker_ckpt_")
         self.write = write
-        self.latest_manager = tf.train.CheckpointManager(self.checkpoint, target, max_to_keep=keep)
+        self.latest_manager = tf.train.CheckpointManager(
+            self.checkpoint, target, max_to_keep=keep,
+            keep_checkpoint_every_n_hours=keep_every_n_hours or None)
         self.best_manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(target, BEST_DIR), max_to_keep=1)
 

@@ -133,6 +133,7 @@ class Trainer:
         seeds = [v.value for v in self.model.non_trainable_variables if "seed_generator" in v.path]
         self.checkpoints = checkpoints.Checkpoints(
             model_dir, config.runtime.keep_checkpoint_max, write=self.chief,
+            keep_every_n_hours=config.runtime.get("keep_checkpoint_every_n_hours"),
             model=self.model, optimizer=self.optimizer, seeds=seeds,
             ema={runs.ema_key(v): a for v, a in self.ema_pairs})
 
