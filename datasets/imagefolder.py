@@ -13,10 +13,16 @@ class) or `root/train/<class>/...` + `root/val/<class>/...`. Decisions on bad in
   1, 2 and 4 channels, palettes and CMYK become RGB in the pipeline;
 - a missing folder, an empty class folder, a single class, or train/val with different
   classes: a one-line error.
+
+Multi-label images: a `labels.csv` at the folder's root (header `image,labels`, then one row
+per image: its path relative to the folder and its class names separated by spaces) instead
+of class folders. The validation split is the rows under `val/` or `validation/` if any, else
+a seeded `data.val_fraction` of the rows. Labels become multi-hot vectors.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import os
@@ -33,6 +39,7 @@ from .preprocessing import decode
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TF_DECODABLE = {"JPEG": None, "PNG": None, "GIF": None, "BMP": ("RGB", "RGBA", "L")}
 VALIDATION_FOLDERS = ("val", "validation")
+LABELS_FILE = "labels.csv"  # a multi-label folder's image -> class names
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "efficientnetv2", "converted")
 
 
@@ -41,9 +48,10 @@ class FolderScan:
     root: str
     class_names: list[str]
     paths: list[str]
-    labels: list[int]
+    labels: list  # class indices; with `multilabel`, a list of class indices per image
     skipped: list[str]  # "path: reason"
     ignored: int  # files that are not images by their extension
+    multilabel: bool = False
 
 
 def _class_folders(directory: str) -> list[str]:
@@ -179,9 +187,73 @@ def _num_val(count: int, val_fraction: float) -> int:
     return min(count - 1, max(1, int(round(count * val_fraction))))
 
 
+def _labels_rows(root: str) -> list[tuple[str, list[str]]]:
+    """(relative path, class names) of each row of a multi-label folder's labels.csv."""
+    path = os.path.join(root, LABELS_FILE)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or {"image", "labels"} - set(reader.fieldnames):
+                raise UserError(f"{path}: the first line must be the header 'image,labels' "
+                                f"(found {reader.fieldnames}); then one 'path,class class' row "
+                                "per image")
+            rows = [((row["image"] or "").strip(), (row["labels"] or "").split())
+                    for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{path} cannot be read ({e}); write it as UTF-8 CSV with the header "
+                        "'image,labels'") from None
+    rows = [row for row in rows if row[0]]
+    if not rows:
+        raise UserError(f"{path} lists no images; add one 'path,class class' row per image")
+    return rows
+
+
+def _in_validation(path: str) -> bool:
+    return path.replace("\\", "/").split("/")[0] in VALIDATION_FOLDERS
+
+
+def scan_labels_file(root: str, split: str, val_fraction: float = 0.1, seed: int = 0
+                     ) -> FolderScan:
+    """The images of `split` of a multi-label folder (its labels.csv), checked."""
+    rows = _labels_rows(root)
+    class_names = sorted({name for _, names in rows for name in names})
+    if len(class_names) < 2:
+        raise UserError(f"{os.path.join(root, LABELS_FILE)} names {len(class_names)} class(es); "
+                        "a classifier needs at least 2")
+    presplit = any(_in_validation(path) for path, _ in rows)
+    if presplit:
+        chosen = [row for row in rows if _in_validation(row[0]) == (split != "train")]
+    else:
+        if not 0 < val_fraction < 1:
+            raise UserError(f"data.val_fraction {val_fraction} must be in (0, 1)")
+        order = np.random.RandomState(seed).permutation(len(rows))
+        num_val = _num_val(len(rows), val_fraction)
+        picked = order[:num_val] if split != "train" else order[num_val:]
+        chosen = [rows[i] for i in sorted(picked)]
+    index = {name: i for i, name in enumerate(class_names)}
+    paths, labels, skipped = [], [], []
+    for relative, names in chosen:
+        path = os.path.join(root, relative)
+        good, reason = check_image(path) if os.path.isfile(path) else (None, "no such file")
+        if good:
+            paths.append(good)
+            labels.append([index[name] for name in names])
+        else:
+            skipped.append(f"{path}: {reason}")
+    if not paths:
+        raise UserError(f"{os.path.join(root, LABELS_FILE)}: no usable image in the "
+                        f"{'training' if split == 'train' else 'validation'} split")
+    if skipped:
+        warnings.warn(f"{root}: skipped {len(skipped)} image(s) of {LABELS_FILE}: "
+                      + "; ".join(skipped[:5]), stacklevel=2)
+    return FolderScan(root, class_names, paths, labels, skipped, 0, multilabel=True)
+
+
 def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, seed: int = 0
                       ) -> FolderScan:
     """Lists and checks the images of `split` ('train', or 'eval'/'minival' for validation)."""
+    if root and os.path.isfile(os.path.join(root, LABELS_FILE)):
+        return scan_labels_file(root, split, val_fraction, seed)
     directory, class_names, presplit = _split_layout(root, split)
     skipped: list[str] = []
     per_class, ignored = _scan_classes(directory, class_names, skipped)
@@ -212,6 +284,14 @@ class FolderStats:
 def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300) -> FolderStats:
     """Counts the training split's image files and reads the size of up to `sample` of them
     (evenly spread, headers only): quick even for 100,000 images."""
+    if root and os.path.isfile(os.path.join(root, LABELS_FILE)):
+        rows = _labels_rows(root)
+        presplit = any(_in_validation(path) for path, _ in rows)
+        train = [os.path.join(root, path) for path, _ in rows
+                 if not (presplit and _in_validation(path))]
+        count = len(train) if presplit else len(rows) - _num_val(len(rows), val_fraction)
+        classes = len({name for _, names in rows for name in names})
+        return _stats(count, classes, train, sample)
     directory, class_names, presplit = _split_layout(root, "train")
     files = []
     for name in class_names:
@@ -221,12 +301,15 @@ def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300)
         files.append(images)
     count = sum(len(images) if presplit or len(images) < 2
                 else len(images) - _num_val(len(images), val_fraction) for images in files)
-    every = [path for images in files for path in images]
+    return _stats(count, len(class_names), [path for images in files for path in images], sample)
+
+
+def _stats(count: int, classes: int, paths: list[str], sample: int) -> FolderStats:
     sides = []
-    for path in every[::max(1, len(every) // sample)][:sample]:
+    for path in paths[::max(1, len(paths) // sample)][:sample]:
         try:
             with Image.open(path) as image:
                 sides.append(min(image.size))
         except Exception:  # unreadable files are the scan's to report
             continue
-    return FolderStats(count, len(class_names), int(np.median(sides)) if sides else 0, len(sides))
+    return FolderStats(count, classes, int(np.median(sides)) if sides else 0, len(sides))

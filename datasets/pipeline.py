@@ -52,6 +52,11 @@ class DataInput:
         self.recipe = preprocessing.recipe_for(data_config)
 
     @property
+    def multiclass(self) -> bool:
+        """Multi-label (multi-hot labels): the registry's word, or a folder's labels.csv."""
+        return self.spec.multiclass or self.source.multilabel
+
+    @property
     def num_classes(self) -> int:
         return self.spec.num_classes or len(self.source.class_names)
 
@@ -73,7 +78,7 @@ class DataInput:
 
     def _preprocess(self, image_size: int, aug: Augmentation, base_seed: int):
         encoded = self.source.encoded
-        num_classes, multiclass = self.num_classes, self.spec.multiclass
+        num_classes, multiclass = self.num_classes, self.multiclass
         recipe, is_training = self.recipe, self.is_training
         consts_size = self.config.get("aug_consts_size") or 0
         augment_fn = augment.augment_function(AUGNAMES[aug.augname][1], aug.ra_num_layers, aug.ram,

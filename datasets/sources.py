@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from efficientnetv2.errors import UserError, first_line
@@ -35,6 +36,7 @@ class Source:
     origin: str  # where the data came from, for logs
     skipped: list[str] = dataclasses.field(default_factory=list)
     in_memory: bool = False  # already in memory: caching would only copy it
+    multilabel: bool = False  # labels are multi-hot vectors (a folder's labels.csv)
     table: tuple | None = None
     read_item: Callable | None = None  # one element of `table` -> (image, label)
     files: list[str] | None = None
@@ -176,9 +178,16 @@ def load_imagefolder(spec: DatasetSpec, split: str, data_dir: str | None,
                      val_fraction: float, seed: int) -> Source:
     """A user's folder of class sub-folders (see imagefolder.py)."""
     scan = scan_image_folder(data_dir, split, val_fraction, seed)
-    return _table_source((tf.constant(scan.paths, tf.string), tf.constant(scan.labels)),
+    if scan.multilabel:
+        labels = np.zeros([len(scan.paths), len(scan.class_names)], np.float32)
+        for row, indices in enumerate(scan.labels):
+            labels[row, indices] = 1.0
+    else:
+        labels = np.asarray(scan.labels, np.int32)
+    return _table_source((tf.constant(scan.paths, tf.string), tf.constant(labels)),
                          lambda path, label: (tf.io.read_file(path), label), scan.class_names,
-                         True, f"imagefolder:{scan.root}", skipped=scan.skipped)
+                         True, f"imagefolder:{scan.root}", skipped=scan.skipped,
+                         multilabel=scan.multilabel)
 
 
 def load_synthetic(spec: DatasetSpec, split: str, seed: int, size: int = 64) -> Source:

@@ -152,3 +152,20 @@ def test_photos_stored_turned_are_read_upright_in_training_and_prediction(tmp_pa
     np.testing.assert_array_equal(tf.io.decode_image(tf.io.read_file(read[0]), 3).numpy(), upright)
     served = read_images([str(root / "cat" / "phone.jpg")])[0]
     np.testing.assert_array_equal(tf.io.decode_image(served, 3).numpy(), upright)
+
+
+def test_a_labels_csv_makes_a_multi_label_folder_and_a_bad_one_is_one_line(tmp_path):
+    from efficientnetv2.datasets.imagefolder import folder_stats
+
+    os.makedirs(tmp_path / "val")
+    for name in ("a.png", "b.png", "val/c.png"):
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / name)
+    (tmp_path / "labels.csv").write_text("image,labels\na.png,cat dog\nb.png,dog\nval/c.png,cat\n")
+    train = scan_image_folder(str(tmp_path), "train")
+    assert train.multilabel and train.class_names == ["cat", "dog"]
+    assert train.labels == [[0, 1], [1]] and len(scan_image_folder(str(tmp_path), "eval").paths) == 1
+    stats = folder_stats(str(tmp_path))
+    assert (stats.train_images, stats.num_classes, stats.short_side) == (2, 2, 30)
+    (tmp_path / "labels.csv").write_text("file,tags\na.png,cat\n")
+    with pytest.raises(UserError, match="header 'image,labels'"):
+        scan_image_folder(str(tmp_path), "train")

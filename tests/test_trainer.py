@@ -1,5 +1,6 @@
 """The training loop in-process, on a tiny model and a tiny Fashion-MNIST-format folder."""
 
+import os
 import re
 
 import keras
@@ -525,3 +526,59 @@ def test_the_originals_model_options_train_evaluate_and_keep_hourly_checkpoints(
     result = Trainer(config, str(run), verbose=False).train()
     assert np.isfinite(result.loss) and 0 <= result.top1 <= 1
     assert len(list(run.glob("ckpt-*.index"))) == 2  # epochs 1 and 2, though max is 1
+
+
+def test_multilabel_metrics_equal_a_direct_computation():
+    """Global AP over every (image, class) pair against the exact step-wise AP (every score
+    in its own bucket), and micro precision and recall at 1 and 5, from numpy."""
+    rng = np.random.RandomState(0)
+    images, classes = 24, 8  # 192 scores, one per bucket
+    scores = rng.permutation((np.arange(images * classes) + 0.5) / (images * classes))
+    scores = scores.reshape(images, classes)
+    logits = np.log(scores / (1 - scores)).astype("float32")
+    labels = (rng.uniform(size=(images, classes)) < 0.3).astype("float32")
+    labels[0] = 0  # an image without labels
+    mask = np.ones(images, "float32")
+    counts = reporting.multilabel_counts(tf.constant(labels), tf.constant(logits), tf.constant(mask))
+    metrics = reporting.multilabel_metrics(counts.numpy(), images)
+    order = np.argsort(-scores.ravel())
+    hits = labels.ravel()[order]
+    precision_at = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    assert metrics["global_ap"] == pytest.approx((precision_at * hits).sum() / hits.sum(), rel=1e-6)
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    in_top5 = np.take_along_axis(labels, top5, axis=1)
+    assert metrics["precision_1"] == pytest.approx(in_top5[:, 0].sum() / images)
+    assert metrics["recall_1"] == pytest.approx(in_top5[:, 0].sum() / labels.sum())
+    assert metrics["precision_5"] == pytest.approx(in_top5.sum() / (5 * images))
+    assert metrics["recall_5"] == pytest.approx(in_top5.sum() / labels.sum())
+
+
+def test_a_multi_label_folder_trains_and_logs_the_originals_metrics(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "tagged"
+    rng = np.random.RandomState(0)
+    rows = ["image,labels"]
+    tags = ["red", "green", "blue"]
+    for i in range(48):
+        chosen = [t for t in tags if rng.uniform() < 0.5] or ["red"]
+        pixels = np.zeros((20, 20, 3), np.uint8)
+        for t in chosen:
+            pixels[..., tags.index(t)] = 200
+        os.makedirs(root / "images", exist_ok=True)
+        Image.fromarray(pixels).save(root / "images" / f"{i}.png")
+        rows.append(f"images/{i}.png,{' '.join(chosen)}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = hparams.build_config(
+        "custom", "imagefolder", hparam_str=hparam_string(
+            TINY_RUN, ",train.epochs=2,train.stages=0,data.auto=false,data.val_fraction=0.25,"
+                      "data.min_crop_area=1.0,eval.isize=24"),
+        extra={"data.data_dir": str(root)})
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    assert trainer.eval_data.multiclass and trainer.class_names == ["blue", "green", "red"]
+    result = trainer.train()
+    assert set(result.multilabel) == set(reporting.MULTILABEL)
+    assert 0 < result.multilabel["global_ap"] <= 1 and result.confusion is None
+    rows = reporting.read_log(str(tmp_path / "run" / reporting.LOG_FILE))
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert evals and all(r["global_ap"] and r["recall_5"] for r in evals)

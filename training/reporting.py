@@ -28,9 +28,50 @@ CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion.png"
 CONFUSION_MAX_CLASSES = 100  # evaluation counts a confusion matrix up to this many classes
 PER_CLASS_SHOWN = 20  # the per-class line names every class up to this many, else the worst
+MULTILABEL = ("global_ap", "precision_1", "recall_1", "precision_5", "recall_5")
 FIELDS = ("kind", "step", "epoch", "stage", "image_size", "ram", "mixup", "cutmix", "dropout",
           "learning_rate", "weight_decay", "loss", "accuracy", "top5", "images_per_sec",
-          "seconds")
+          "seconds") + MULTILABEL
+AP_BUCKETS = 200  # sigmoid-score buckets of the multi-label global average precision
+MULTILABEL_STATS = 3 + 2 * AP_BUCKETS
+
+
+def multilabel_counts(labels, logits, mask):
+    """One batch's multi-label counts, summed over the eval split by the caller: positive
+    labels among the top 1 and top 5 logits, positive labels, and the sigmoid scores of the
+    positive and of the negative labels in AP_BUCKETS buckets."""
+    positive = tf.cast(labels > 0.5, tf.float32)
+    k = min(5, int(logits.shape[-1]))
+    hits = tf.gather(positive, tf.math.top_k(logits, k).indices, batch_dims=1) * mask[:, None]
+    bucket = tf.cast(tf.minimum(tf.sigmoid(logits) * AP_BUCKETS, AP_BUCKETS - 1), tf.int32)
+    bucket = tf.reshape(bucket, [-1])
+
+    def histogram(weights):
+        return tf.math.unsorted_segment_sum(tf.reshape(weights * mask[:, None], [-1]), bucket,
+                                            AP_BUCKETS)
+    return tf.concat([tf.stack([tf.reduce_sum(hits[:, :1]), tf.reduce_sum(hits),
+                                tf.reduce_sum(positive * mask[:, None])]),
+                      histogram(positive), histogram(1.0 - positive)], 0)
+
+
+def multilabel_metrics(counts: np.ndarray, images: float, k5: int = 5) -> dict:
+    """The original's multi-label metrics from `multilabel_counts` summed over `images`:
+    global average precision over every (image, class) pair (precision at each of the
+    AP_BUCKETS score thresholds, weighted by the recall it adds), and precision and recall at
+    1 and 5 (micro-averaged: hits over k x images, hits over positive labels; `k5` is 5, or
+    the classes when fewer)."""
+    hits_1, hits_5, positives = counts[:3]
+    positive_hist, negative_hist = counts[3:3 + AP_BUCKETS], counts[3 + AP_BUCKETS:]
+    true = np.cumsum(positive_hist[::-1])  # scores at or above each threshold, high to low
+    false = np.cumsum(negative_hist[::-1])
+    precision = np.where(true + false > 0, true / np.maximum(true + false, 1e-12), 0.0)
+    recall = true / max(positives, 1e-12)
+    global_ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    return {"global_ap": global_ap,
+            "precision_1": float(hits_1 / max(images, 1)),
+            "recall_1": float(hits_1 / max(positives, 1e-12)),
+            "precision_5": float(hits_5 / max(k5 * images, 1)),
+            "recall_5": float(hits_5 / max(positives, 1e-12))}
 
 
 class MetricsLog:

@@ -45,6 +45,7 @@ class EvalResult:
     count: int
     image_size: int
     confusion: np.ndarray | None = None  # [true, predicted] counts (single-label, few classes)
+    multilabel: dict | None = None  # global AP, precision and recall at 1 and 5 (multi-label)
 
 
 def mixed_precision_policy(config, strategy: tf.distribute.Strategy) -> str:
@@ -448,19 +449,22 @@ class Trainer:
         if size not in self._eval_fns:
             self._eval_fns[size] = self._make_eval_fn(size)
         with self.ema_weights():
-            totals, confusion = self._eval_fns[size]()
+            totals, confusion, label_stats = self._eval_fns[size]()
         loss_sum, top1, top5, count = totals.numpy()
         count = max(count, 1)
         confusion = confusion.numpy().astype(np.int64) if self.confusion_classes else None
+        multilabel = (reporting.multilabel_metrics(label_stats.numpy(), count,
+                                                   min(5, self.num_classes))
+                      if self.eval_data.multiclass else None)
         return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count),
-                          size, confusion)
+                          size, confusion, multilabel)
 
     @property
     def confusion_classes(self) -> int:
         """Classes of the confusion matrix evaluation counts (0: none, for multi-label data
         or more than reporting.CONFUSION_MAX_CLASSES classes)."""
         few = self.num_classes <= reporting.CONFUSION_MAX_CLASSES
-        return self.num_classes if few and not self.eval_data.spec.multiclass else 0
+        return self.num_classes if few and not self.eval_data.multiclass else 0
 
     def _make_eval_fn(self, size: int):
         """A tf.function summing (loss, top-1 hits, top-5 hits, count) and the confusion
@@ -476,15 +480,18 @@ class Trainer:
         compute = tf.function(self._eval_stats, jit_compile=self.xla)
 
         classes = self.confusion_classes
+        label_stats = reporting.MULTILABEL_STATS if self.eval_data.multiclass else 0
 
         @tf.function
         def run():
             totals, confusion = tf.zeros([4]), tf.zeros([classes, classes])
+            labelled = tf.zeros([label_stats])
             for images, labels, mask in dataset:
-                stats, counts = self.strategy.run(compute, args=(images, labels, mask))
+                stats, counts, more = self.strategy.run(compute, args=(images, labels, mask))
                 totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
                 confusion += self.strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
-            return totals, confusion
+                labelled += self.strategy.reduce(tf.distribute.ReduceOp.SUM, more, axis=None)
+            return totals, confusion, labelled
         return run
 
     def _eval_stats(self, images, labels, mask):
@@ -494,10 +501,12 @@ class Trainer:
                           _correct(labels, logits, min(5, self.num_classes), mask),
                           tf.reduce_sum(mask)])
         classes = self.confusion_classes
+        more = (reporting.multilabel_counts(labels, logits, mask) if self.eval_data.multiclass
+                else tf.zeros([0]))
         if not classes:
-            return stats, tf.zeros([0, 0])
+            return stats, tf.zeros([0, 0]), more
         return stats, tf.math.confusion_matrix(tf.argmax(labels, 1), tf.argmax(logits, 1),
-                                               classes, weights=mask, dtype=tf.float32)
+                                               classes, weights=mask, dtype=tf.float32), more
 
     def evaluate_and_log(self, log: reporting.MetricsLog | None = None,
                          image_size: int | None = None) -> EvalResult:
@@ -508,9 +517,10 @@ class Trainer:
         where = f"{result.image_size}px" + ("" if final_size else
                                             f", this stage's size; the final eval is at "
                                             f"{self.config.eval.isize}px")
+        labelled = "".join(f", {name} {value:.4f}" for name, value in (result.multilabel or {}).items())
         self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}, "
-                  f"top-5 {result.top5:.4f}, loss {result.loss:.4f} ({result.count} images, "
-                  f"{seconds:.1f}s)")
+                  f"top-5 {result.top5:.4f}, loss {result.loss:.4f}{labelled} ({result.count} "
+                  f"images, {seconds:.1f}s)")
         if result.confusion is not None and final_size:
             names = runs.names_or_ids(self.class_names, self.num_classes)
             self._log(reporting.per_class_line(result.confusion, names))
@@ -523,7 +533,8 @@ class Trainer:
             epoch = result.step / self.plan.steps_per_epoch if self.plan else None
             log.write("eval", result.step, epoch=epoch, image_size=result.image_size,
                       loss=result.loss, accuracy=result.top1, top5=result.top5,
-                      images_per_sec=result.count / seconds, seconds=seconds)
+                      images_per_sec=result.count / seconds, seconds=seconds,
+                      **(result.multilabel or {}))
         if self.plan is not None and final_size:  # `best/` compares like with like
             self.checkpoints.save_if_best(result.step, result.top1)
         return result
