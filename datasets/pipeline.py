@@ -86,12 +86,13 @@ class DataInput:
 
         def fn(index, example):
             image, label = example
-            image = preprocessing.decode(image, encoded)
-            if is_training:
+            if is_training:  # encoded JPEGs are decoded inside their crop only
                 seed = tf.stack([tf.constant(base_seed, tf.int64), index])
-                image = recipe.train_image(image, image_size, seed, augment_fn)
+                if not encoded:
+                    image = preprocessing.decode(image, encoded)
+                image = recipe.train_image(image, image_size, seed, augment_fn, encoded)
             else:
-                image = recipe.eval_image(image, image_size)
+                image = recipe.eval_image(preprocessing.decode(image, encoded), image_size)
             image.set_shape([image_size, image_size, 3])
             if multiclass:
                 target = tf.cast(label, tf.float32)

@@ -73,10 +73,15 @@ class Recipe:
         return normalize(resize(image, image_size, self.resize_method), self.normalization)
 
     def train_image(self, image: tf.Tensor, image_size: int, seed: tf.Tensor,
-                    augment_fn=None) -> tf.Tensor:
-        """Training preprocessing of a decoded image (0..255), normalised. `augment_fn`
-        (RandAugment or AutoAugment at the stage's magnitude) runs on 0..255 values."""
+                    augment_fn=None, encoded: bool = False) -> tf.Tensor:
+        """Training preprocessing of a decoded image (0..255) or, with `encoded`, of the
+        file's bytes (a JPEG is then decoded only inside its random-area crop: the same
+        pixels, less work), normalised. `augment_fn` (RandAugment or AutoAugment at the
+        stage's magnitude) runs on 0..255 values."""
         crop_seed, flip_seed, aug_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        area_crop = self.name != "ft" and not self.pad_crop
+        if encoded and not area_crop:
+            image = decode(image, True)
         if self.name == "ft":  # ft: cutout; ft_randaug, ft_autoaug: that augmentation
             image = random_flip(resize(image, image_size, self.resize_method), flip_seed)
             if augment_fn is None:
@@ -87,13 +92,7 @@ class Recipe:
             if self.pad_crop:
                 cropped = translate_crop(image, crop_seed, self.pad_crop)
             else:
-                cropped = random_crop(image, crop_seed, self.min_crop_area,
-                                      v1=self.name == "effnetv1")
-                if self.name == "effnetv1":  # the original falls back to its eval crop
-                    whole = tf.reduce_all(tf.equal(tf.shape(cropped), tf.shape(image)))
-                    cropped = tf.cond(whole,
-                                      lambda: center_crop(image, image_size, self.crop_padding),
-                                      lambda: cropped)
+                cropped = self._area_crop(image, image_size, crop_seed, encoded)
             image = random_flip(resize(cropped, image_size, self.resize_method), flip_seed)
             if augment_fn is not None:
                 image = augment_fn(tf.clip_by_value(image, 0.0, 255.0), aug_seed)
@@ -101,6 +100,34 @@ class Recipe:
             image = random_erasing(image, tf.random.experimental.stateless_fold_in(seed, 3),
                                    self.random_erasing)
         return normalize(image, self.normalization)
+
+
+    def _area_crop(self, image: tf.Tensor, image_size: int, seed: tf.Tensor,
+                   encoded: bool) -> tf.Tensor:
+        """The random-area crop (effnetv1: falling back to its eval crop when no crop was
+        found, as the original) of a decoded image or of encoded bytes."""
+        v1 = self.name == "effnetv1"
+
+        def box(shape):
+            begin, size = area_box(shape, seed, self.min_crop_area, v1)
+            if v1:
+                whole = tf.reduce_all(tf.equal(size, shape[:2]))
+                centre = centre_box(shape, image_size, self.crop_padding)
+                begin, size = (tf.where(whole, c, b) for c, b in zip(centre, (begin, size)))
+            return begin, size
+
+        def crop(decoded):
+            begin, size = box(tf.shape(decoded))
+            return tf.slice(decoded, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
+        if not encoded:
+            return crop(image)
+
+        def jpeg():
+            begin, size = box(tf.io.extract_jpeg_shape(image))
+            return tf.io.decode_and_crop_jpeg(image, tf.concat([begin, size], 0), channels=3)
+        cropped = tf.cond(tf.io.is_jpeg(image), jpeg, lambda: crop(decode(image, True)))
+        cropped.set_shape([None, None, 3])
+        return cropped
 
 
 def recipe_name(augname: str | None) -> str:
@@ -199,16 +226,24 @@ def decode(image: tf.Tensor, encoded: bool) -> tf.Tensor:
     return image
 
 
-def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float, v1: bool = False) -> tf.Tensor:
-    """A crop of `min_area` to all of the image, aspect 3/4 to 4/3 (Inception style): as the
-    original's default recipe (any area in range, 100 attempts) or, with `v1`, its
-    EfficientNet-V1 recipe (at least 10% of the image, 10 attempts)."""
+def area_box(shape: tf.Tensor, seed: tf.Tensor, min_area: float, v1: bool = False
+             ) -> tuple[tf.Tensor, tf.Tensor]:
+    """([top, left], [height, width]) of a crop of `min_area` to all of an image of `shape`,
+    aspect 3/4 to 4/3 (Inception style): as the original's default recipe (any area in
+    range, 100 attempts) or, with `v1`, its EfficientNet-V1 recipe (at least 10% of the
+    image, 10 attempts)."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
         min_object_covered=0.1 if v1 else 0.0, aspect_ratio_range=(3 / 4, 4 / 3),
         area_range=(min_area, 1.0), max_attempts=10 if v1 else 100,
         use_image_if_no_bounding_boxes=True)
-    return tf.slice(image, begin, size)
+    return begin[:2], size[:2]
+
+
+def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float, v1: bool = False) -> tf.Tensor:
+    """The crop `area_box` draws, of a decoded image."""
+    begin, size = area_box(tf.shape(image), seed, min_area, v1)
+    return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
 
 
 def translate_crop(image: tf.Tensor, seed: tf.Tensor, pad: int) -> tf.Tensor:
@@ -223,12 +258,18 @@ def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tens
     fewer than `image_size` pixels (nor more than the image has), of an image [H, W, C] or a
     batch [B, H, W, C]."""
     shape = tf.shape(image)
-    height, width = shape[-3], shape[-2]
+    (top, left), (side, _) = centre_box(shape[-3:], image_size, crop_padding)
+    return tf.image.crop_to_bounding_box(image, top, left, side, side)
+
+
+def centre_box(shape: tf.Tensor, image_size: int, crop_padding: int
+               ) -> tuple[tf.Tensor, tf.Tensor]:
+    """([top, left], [side, side]) of `center_crop`'s square in an image of `shape` [H, W, C]."""
+    height, width = shape[0], shape[1]
     shorter = tf.minimum(height, width)
     side = tf.cast(image_size / (image_size + crop_padding) * tf.cast(shorter, tf.float32), tf.int32)
     side = tf.maximum(side, tf.minimum(shorter, image_size))
-    return tf.image.crop_to_bounding_box(image, (height - side + 1) // 2,
-                                         (width - side + 1) // 2, side, side)
+    return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2]), tf.stack([side, side])
 
 
 def resize(image: tf.Tensor, image_size: int, method: str = "bilinear") -> tf.Tensor:

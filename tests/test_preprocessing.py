@@ -246,3 +246,31 @@ def test_ft_randaug_and_ft_autoaug_replace_the_fine_tuning_cutout():
         seen = []
         out = recipe.train_image(image, 16, seed, lambda im, s: seen.append(1) or im)
         assert seen and np.ptp(out.numpy()) == 0  # the augmentation ran, no cutout
+
+
+@pytest.mark.parametrize("augname", ["randaug", "effnetv1_randaug"])
+@pytest.mark.parametrize("kind", ["JPEG", "PNG"])
+def test_training_crops_encoded_images_as_decoded_ones(augname, kind):
+    """A JPEG is decoded inside its crop only (tf.io.decode_and_crop_jpeg): the training view
+    is the decoded image's, for every seed (a PNG exactly; a JPEG within the decoder's chroma
+    rounding at the crop's edges, a few grey levels on few pixels)."""
+    import io
+
+    import ml_collections
+
+    rng = np.random.RandomState(0)
+    pixels = (rng.uniform(0, 255, (90, 120, 3)) * 0 + np.linspace(0, 255, 120)[None, :, None]
+              + rng.normal(0, 20, (90, 120, 3))).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, kind, quality=95)
+    data = tf.constant(buffer.getvalue())
+    decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
+    recipe = recipe_for(ml_collections.ConfigDict({"augname": augname, "min_crop_area": 0.05}))
+    for seed in tf.random.experimental.stateless_split(tf.constant([7, 8], tf.int64), 6):
+        fused = recipe.train_image(data, 32, seed, encoded=True).numpy()
+        plain = recipe.train_image(decoded, 32, seed).numpy()
+        difference = np.abs(fused - plain)
+        if kind == "PNG":
+            np.testing.assert_allclose(fused, plain, atol=1e-6)
+        else:
+            assert difference.max() < 0.1 and difference.mean() < 0.005
