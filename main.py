@@ -51,8 +51,13 @@ flags.DEFINE_integer("export_version", None, "--mode=export: version number (def
                      "checkpoint's step).")
 flags.DEFINE_bool("overwrite", False, "--mode=export: replace an existing version.")
 flags.DEFINE_bool("export_tflite", False, "--mode=export: also write model.tflite (float).")
-flags.DEFINE_bool("tflite_int8", False, "--mode=export: also write model_int8.tflite "
-                  "(dynamic-range int8 weights).")
+flags.DEFINE_bool("tflite_int8", False, "--mode=export: also write model_int8.tflite: full "
+                  "integer (int8 weights and activations, uint8 pixels in, int8 outputs), "
+                  "calibrated on --calibration_images eval images.")
+flags.DEFINE_integer("calibration_images", 300, "--mode=export --tflite_int8: eval images "
+                     "that calibrate the activations.", lower_bound=1)
+flags.DEFINE_bool("tflite_dynamic_int8", False, "--mode=export: also write "
+                  "model_dynamic_int8.tflite (int8 weights, float activations and input).")
 flags.DEFINE_multi_string("image", None, "--mode=predict: an image file or a folder of them "
                           "(repeatable).")
 flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or version folder "
@@ -269,8 +274,11 @@ def run_export() -> None:
         export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
         version = FLAGS.export_version
     try:
+        wanted = {"none": FLAGS.export_tflite, "dynamic": FLAGS.tflite_dynamic_int8,
+                  "full": FLAGS.tflite_int8}
         paths = export_run(restored, export_dir, version, FLAGS.overwrite,
-                           FLAGS.export_tflite, FLAGS.tflite_int8, FLAGS.top_k)
+                           tuple(k for k, on in wanted.items() if on), FLAGS.top_k,
+                           FLAGS.calibration_images)
     except (OSError, tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError) as e:
         reason = getattr(e, "strerror", None) or first_line(e)
         raise UserError(f"cannot write the export into {export_dir}: {reason}; give a writable "

@@ -258,8 +258,8 @@ def center_crop(image: tf.Tensor, image_size: int, crop_padding: int) -> tf.Tens
     fewer than `image_size` pixels (nor more than the image has), of an image [H, W, C] or a
     batch [B, H, W, C]."""
     shape = tf.shape(image)
-    (top, left), (side, _) = centre_box(shape[-3:], image_size, crop_padding)
-    return tf.image.crop_to_bounding_box(image, top, left, side, side)
+    begin, size = centre_box(shape[-3:], image_size, crop_padding)
+    return tf.image.crop_to_bounding_box(image, begin[0], begin[1], size[0], size[1])
 
 
 def centre_box(shape: tf.Tensor, image_size: int, crop_padding: int

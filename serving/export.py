@@ -19,6 +19,7 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -141,10 +142,17 @@ def save_saved_model(module: InferenceModule, target: str) -> str:
     return target
 
 
-def save_tflite(module: InferenceModule, path: str, int8: bool = False) -> str:
+QUANTIZATIONS = ("none", "dynamic", "full")
+
+
+def save_tflite(module: InferenceModule, path: str, quantize: str = "none",
+                calibration: np.ndarray | None = None) -> str:
     """A TFLite model: one image [1, S, S, 3] of pixel values 0..255 at the eval size S in,
-    the eval preprocessing inside, `logits` and `probabilities` out; dynamic-range int8
-    weights with `int8`."""
+    the eval preprocessing inside, `logits` and `probabilities` out. `quantize`: none
+    (float32); dynamic (int8 weights, float activations and input); full (int8 weights and
+    activations calibrated on the `calibration` images [N, S, S, 3] (pixels 0..255), uint8
+    pixels in with scale 1 and zero point 0, int8 outputs: value = scale * (q - zero point),
+    as the interpreter's output details say), for integer-only accelerators."""
     function = module.tflite_function.get_concrete_function()
     tf_logger, verbosity = tf.get_logger(), logging.get_verbosity()
     level = tf_logger.level
@@ -155,8 +163,16 @@ def save_tflite(module: InferenceModule, path: str, int8: bool = False) -> str:
         # (or from a SavedModel) TF 2.21 keeps Keras 3's variables as resources that the
         # TFLite interpreter reads as NaN.
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-        if int8:
+        if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "full":
+            # a black and a white image pin the input's range to 0..255: scale 1, zero point 0
+            extremes = np.stack([np.zeros_like(calibration[0]), np.full_like(calibration[0], 255)])
+            images = np.concatenate([extremes, calibration]).astype(np.float32)
+            converter.representative_dataset = lambda: ([image[None]] for image in images)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.int8
         data = converter.convert()
     finally:
         tf_logger.setLevel(level)
@@ -164,6 +180,22 @@ def save_tflite(module: InferenceModule, path: str, int8: bool = False) -> str:
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+def calibration_images(config, count: int) -> np.ndarray:
+    """Up to `count` images of the run's eval split as the TFLite model takes them: the eval
+    crop and resize, pixels 0..255 (the normalisation undone)."""
+    from efficientnetv2.datasets import DataInput
+
+    data = DataInput(config.data, config.eval.split, False)
+    offset, scale = preprocessing.NORMALIZATIONS[preprocessing.recipe_for(config.data).normalization]
+    images, have = [], 0
+    for batch, _ in data.dataset(min(count, 64), config.eval.isize):
+        images.append(batch.numpy() * np.asarray(scale, np.float32) + np.asarray(offset, np.float32))
+        have += len(images[-1])
+        if have >= count:
+            break
+    return np.clip(np.concatenate(images)[:count], 0, 255)
 
 
 def module_for_run(restored, top_k: int = 5) -> InferenceModule:
@@ -180,10 +212,15 @@ def module_for_run(restored, top_k: int = 5) -> InferenceModule:
                            views=preprocessing.eval_views(config))
 
 
+TFLITE_FILES = {"none": "model.tflite", "dynamic": "model_dynamic_int8.tflite",
+                "full": "model_int8.tflite"}
+
+
 def export_run(restored, export_dir: str, version: int | None = None, overwrite: bool = False,
-               tflite: bool = False, int8: bool = False, top_k: int = 5) -> list[str]:
+               tflite: tuple[str, ...] = (), top_k: int = 5, calibration: int = 300) -> list[str]:
     """Exports a restored run as `<export_dir>/<version>/` (version: the checkpoint's step by
-    default), with `model.tflite` / `model_int8.tflite` inside on request; returns the paths."""
+    default), with a TFLite model per quantization in `tflite` (none, dynamic, full: see
+    save_tflite; full is calibrated on `calibration` eval images); returns the paths."""
     from efficientnetv2.hparams.runs import step_of
 
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
@@ -191,10 +228,12 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
     module = module_for_run(restored, top_k)
     try:
         paths = [save_saved_model(module, target)]
-        if tflite or int8:
-            paths.append(save_tflite(module, os.path.join(target, "model.tflite")))
-        if int8:
-            paths.append(save_tflite(module, os.path.join(target, "model_int8.tflite"), int8=True))
+        for quantize in QUANTIZATIONS:
+            if quantize in tflite:
+                images = (calibration_images(restored.config, calibration)
+                          if quantize == "full" else None)
+                paths.append(save_tflite(module, os.path.join(target, TFLITE_FILES[quantize]),
+                                         quantize, images))
     finally:
         module.cleanup()
     return paths
