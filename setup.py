@@ -42,5 +42,7 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # Hugging Face's `datasets` is installed for the test that both packages coexist.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6"],
+        # LiteRT, the TFLite runtime of phones and boards: benchmarks/tflite_int8.py
+        "litert": ["ai-edge-litert>=2.3"],
     },
 )
