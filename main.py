@@ -58,6 +58,8 @@ flags.DEFINE_integer("calibration_images", 300, "--mode=export --tflite_int8: ev
                      "that calibrate the activations.", lower_bound=1)
 flags.DEFINE_bool("tflite_dynamic_int8", False, "--mode=export: also write "
                   "model_dynamic_int8.tflite (int8 weights, float activations and input).")
+flags.DEFINE_bool("hub", False, "--mode=export: also write TF-Hub modules (hub/classification, "
+                  "hub/feature_vector; images in [0, 1]) for hub.load and hub.KerasLayer.")
 flags.DEFINE_multi_string("image", None, "--mode=predict: an image file or a folder of them "
                           "(repeatable).")
 flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or version folder "
@@ -278,7 +280,7 @@ def run_export() -> None:
                   "full": FLAGS.tflite_int8}
         paths = export_run(restored, export_dir, version, FLAGS.overwrite,
                            tuple(k for k, on in wanted.items() if on), FLAGS.top_k,
-                           FLAGS.calibration_images)
+                           FLAGS.calibration_images, FLAGS.hub)
     except (OSError, tf.errors.PermissionDeniedError, tf.errors.FailedPreconditionError) as e:
         reason = getattr(e, "strerror", None) or first_line(e)
         raise UserError(f"cannot write the export into {export_dir}: {reason}; give a writable "

@@ -41,7 +41,9 @@ setup(
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # Hugging Face's `datasets` is installed for the test that both packages coexist.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6"],
+        # tensorflow-hub and tf-keras: the test that loads the exported TF-Hub modules.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6",
+                 "tensorflow-hub>=0.16", "tf-keras>=2.21,<2.22"],
         # LiteRT, the TFLite runtime of phones and boards: benchmarks/tflite_int8.py
         "litert": ["ai-edge-litert>=2.3"],
     },

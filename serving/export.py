@@ -217,10 +217,13 @@ TFLITE_FILES = {"none": "model.tflite", "dynamic": "model_dynamic_int8.tflite",
 
 
 def export_run(restored, export_dir: str, version: int | None = None, overwrite: bool = False,
-               tflite: tuple[str, ...] = (), top_k: int = 5, calibration: int = 300) -> list[str]:
+               tflite: tuple[str, ...] = (), top_k: int = 5, calibration: int = 300,
+               hub: bool = False) -> list[str]:
     """Exports a restored run as `<export_dir>/<version>/` (version: the checkpoint's step by
     default), with a TFLite model per quantization in `tflite` (none, dynamic, full: see
-    save_tflite; full is calibrated on `calibration` eval images); returns the paths."""
+    save_tflite; full is calibrated on `calibration` eval images) and, with `hub`, TF-Hub
+    modules in `hub/classification` and `hub/feature_vector` (serving/hub.py); returns the
+    paths."""
     from efficientnetv2.hparams.runs import step_of
 
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
@@ -234,6 +237,11 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
                           if quantize == "full" else None)
                 paths.append(save_tflite(module, os.path.join(target, TFLITE_FILES[quantize]),
                                          quantize, images))
+        if hub:
+            from .hub import save_hub_modules
+
+            paths += save_hub_modules(restored.model, module.recipe.normalization,
+                                      module.image_size, os.path.join(target, "hub"))
     finally:
         module.cleanup()
     return paths

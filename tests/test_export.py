@@ -428,3 +428,29 @@ def test_a_truncated_latest_checkpoint_names_the_one_before_it(run, tmp_path, ca
         assert_one_line_error(result, "error: cannot restore")
         assert result.stderr.strip().endswith(f"the checkpoint before it is {before}")
     assert main_in_process(capsys, "--mode=eval", f"--checkpoint={before}").returncode == 0
+
+
+def test_hub_modules_load_with_tensorflow_hub_match_the_model_and_train(run, tmp_path):
+    """hub.load and hub.KerasLayer (tf-keras) take the exported modules; outputs equal the
+    run's model on [0, 1] images; a tf-keras model around the feature vector trains a step."""
+    import tensorflow_hub as hub
+    import tf_keras
+
+    restored = restore_model(run["dir"])
+    paths = export_run(restored, str(tmp_path), version=1, hub=True)
+    classification, features = paths[1:]
+    assert classification.endswith("hub/classification") and features.endswith("hub/feature_vector")
+    from efficientnetv2.datasets.preprocessing import normalize, recipe_for
+
+    images = _pixels((2, 24, 24, 3)) / 255.0
+    normalized = normalize(images * 255.0, recipe_for(restored.config.data).normalization)
+    expected = restored.model(normalized, training=False)
+    np.testing.assert_allclose(hub.load(classification)(tf.constant(images)), expected, atol=1e-4)
+    layer = hub.KerasLayer(features, trainable=True)
+    model = tf_keras.Sequential([tf_keras.Input((24, 24, 3)), layer, tf_keras.layers.Dense(3)])
+    pooled = model.layers[0](tf.constant(images))
+    assert pooled.shape == (2, 32)  # the feature size
+    model.compile(tf_keras.optimizers.SGD(0.1), tf_keras.losses.SparseCategoricalCrossentropy(True))
+    before = [v.numpy().copy() for v in layer.trainable_variables]
+    model.fit(images, np.array([0, 2]), epochs=1, verbose=0)
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, layer.trainable_variables))
