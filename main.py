@@ -41,7 +41,9 @@ flags.DEFINE_string("checkpoint", None, "--mode=eval/export/predict: this checkp
                     "or run folder (default: model_dir's latest).")
 flags.DEFINE_string("weights", None, "--mode=eval/predict/export: score, use or export "
                     "pretrained weights without a training run: 'imagenet' (keras.applications' "
-                    "weights of --model_name), an automl checkpoint, or a Keras .h5 / .weights.h5 "
+                    "weights of --model_name), a released name of the original "
+                    "(efficientnetv2-s, efficientnetv2-s-21k, efficientnetv2-s-21k-ft1k, ...), "
+                    "an automl checkpoint, or a Keras .h5 / .weights.h5 "
                     "file; their classifier must fit --dataset_cfg's classes.")
 flags.DEFINE_float("eval_timeout", 0, "--mode=eval: keep waiting this many seconds for each new "
                    "checkpoint (0: evaluate the latest one and stop).")

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from efficientnetv2 import released
 from efficientnetv2.automl_import import read_automl_checkpoint
 from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.weights import keras_applications_values
@@ -139,12 +140,19 @@ def _checkpoint_in(folder: str) -> str:
 
 def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
                     use_ema: bool = True, keep_classifier: bool = False) -> str:
-    """Loads `weights` into `model`: 'imagenet' (keras.applications), an automl checkpoint
-    (prefix or folder), a keras.applications `.h5` file or a `.weights.h5` file of
-    `model.save_weights` (see copy_layers for `keep_classifier`). Returns a one-line
+    """Loads `weights` into `model`: 'imagenet' (keras.applications), a released checkpoint
+    of the original by name (`efficientnetv2-s-21k-ft1k`: released.py, downloaded once), an
+    automl checkpoint (prefix or folder), a keras.applications `.h5` file or a `.weights.h5`
+    file of `model.save_weights` (see copy_layers for `keep_classifier`). Returns a one-line
     description."""
     def copy(values, origin):
         return copy_layers(model, values, origin, keep_classifier)
+    if released.is_released(weights):
+        if model_name and model_name != released.architecture(weights):
+            raise UserError(f"the released {weights} weights are {released.architecture(weights)}'s, "
+                            f"not {model_name}'s; use model {released.architecture(weights)}")
+        values, ema = read_automl_checkpoint(model, _checkpoint_in(released.fetch(weights)), use_ema)
+        return copy(values, f"the {'EMA ' if ema else ''}weights of the released {weights}")
     if weights == "imagenet":
         return copy(_imagenet_values(model, model_name),
                     f"the ImageNet weights of {model_name} (keras.applications)")
@@ -160,7 +168,9 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
     if path.endswith(".h5"):
         return copy(_imagenet_values(model, model_name, path), path)
     if not tf.io.gfile.exists(path + ".index"):
-        raise UserError(f"weights {weights!r} not found: give 'imagenet', an automl checkpoint "
-                        "(folder or prefix), a keras.applications .h5 or a .weights.h5 file")
+        raise UserError(f"weights {weights!r} not found: give 'imagenet', a released name "
+                        "(efficientnetv2-s, efficientnetv2-s-21k, efficientnetv2-s-21k-ft1k, ...), "
+                        "an automl checkpoint (folder or prefix), a keras.applications .h5 or a "
+                        ".weights.h5 file")
     values, ema = read_automl_checkpoint(model, path, use_ema)
     return copy(values, f"{'the EMA of ' if ema else ''}automl checkpoint {path}")

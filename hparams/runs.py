@@ -203,11 +203,16 @@ def pretrained_model(config: ml_collections.ConfigDict, weights: str) -> Restore
     """The float32 inference model of `config`'s model with pretrained `weights` ('imagenet',
     an automl checkpoint, a Keras `.h5` / `.weights.h5` file) and their own classifier, for
     the dataset of `config` (its classes and names): prediction and export without a run."""
+    from efficientnetv2 import released
     from efficientnetv2.datasets.registry import get_spec
     from efficientnetv2.pretrained import load_pretrained
 
     spec = get_spec(config.data.ds_name)
+    class_names = spec.class_names
     classes = config.model.num_classes or spec.num_classes
+    if released.is_released(weights) and not config.model.num_classes:
+        classes = released.num_classes(weights)  # a 21k head keeps its 21,843 classes
+        class_names = class_names if classes == spec.num_classes else None
     if not classes:
         raise UserError(f"dataset {config.data.ds_name!r} names no class count; set "
                         "model.num_classes to the classes of the weights")
@@ -221,7 +226,7 @@ def pretrained_model(config: ml_collections.ConfigDict, weights: str) -> Restore
     finally:
         keras.config.set_dtype_policy(policy)
     load_pretrained(model, config.model.model_name, weights, keep_classifier=True)
-    return RestoredModel(model, config, names_or_ids(spec.class_names, classes), weights, ema=False)
+    return RestoredModel(model, config, names_or_ids(class_names, classes), weights, ema=False)
 
 
 def resolve_checkpoint(path: str) -> str:

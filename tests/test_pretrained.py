@@ -1,6 +1,7 @@
 """Pretrained weights: automl checkpoint import, keras.applications ImageNet weights, Keras
 weight files, and `train.ft_init_ckpt` with each."""
 
+import os
 from unittest import mock
 
 import keras
@@ -232,3 +233,66 @@ def test_predict_with_imagenet_weights_names_imagenet_classes(tmp_path, capsys):
     pixels = recipe_for(config.data).eval_image(tf.cast(image[None], tf.float32), config.eval.isize)
     expected = IMAGENET_CLASSES[int(np.argmax(model(pixels)))]
     assert result.stdout.startswith(f"{tmp_path / 'photo.png'}: {expected} ")
+
+
+@pytest.fixture
+def release_server(tmp_path, monkeypatch):
+    """A local HTTP server on 127.0.0.1 serving archives laid out as the released ones
+    (`<name>.tgz` holding `<name>/checkpoint`, `model.index`, `model.data-*`, EMA shadows)."""
+    import functools
+    import http.server
+    import tarfile
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("EFFICIENTNETV2_RELEASE_URL", f"http://127.0.0.1:{server.server_port}/v2/")
+    monkeypatch.setenv("EFFICIENTNETV2_CACHE", str(tmp_path / "cache"))
+
+    def publish(name: str, model) -> dict:
+        folder = tmp_path / "build" / name
+        folder.mkdir(parents=True)
+        ema = write_automl_checkpoint(model, str(folder / "model"), name.split("-21k")[0])
+        (folder / "checkpoint").write_text('model_checkpoint_path: "model"\n')
+        os.makedirs(served / "v2", exist_ok=True)
+        with tarfile.open(served / "v2" / f"{name}.tgz", "w:gz") as tar:
+            tar.add(folder, arcname=name)
+        return ema
+    yield {"publish": publish, "served": served / "v2", "cache": tmp_path / "cache"}
+    server.shutdown()
+
+
+def test_released_names_download_once_and_load_their_ema_weights(release_server):
+    ema = release_server["publish"]("efficientnetv2-b0", efficientnetv2.get_model("efficientnetv2-b0"))
+    model = efficientnetv2.get_model("efficientnetv2-b0", weights="efficientnetv2-b0")
+    for weight in model.weights:
+        np.testing.assert_array_equal(weight.numpy(), ema[weight.path])
+    os.remove(release_server["served"] / "efficientnetv2-b0.tgz")  # now from the cache
+    again = efficientnetv2.get_model("efficientnetv2-b0", 10, weights="efficientnetv2-b0")
+    np.testing.assert_array_equal(again.get_layer("stem").weights[0].numpy(),
+                                  model.get_layer("stem").weights[0].numpy())
+    with pytest.raises(UserError, match="efficientnetv2-b0's, not efficientnetv2-b1's"):
+        efficientnetv2.get_model("efficientnetv2-b1", weights="efficientnetv2-b0")
+
+
+def test_released_download_failures_are_one_line_and_leave_nothing_behind(release_server,
+                                                                          monkeypatch):
+    from efficientnetv2 import released
+
+    with pytest.raises(UserError, match=r"efficientnetv2-b1\.tgz: HTTP 404"):
+        released.fetch("efficientnetv2-b1")
+    release_server["publish"]("efficientnetv2-b2", efficientnetv2.get_model(TINY_BLOCKS, 10))
+    data = (release_server["served"] / "efficientnetv2-b2.tgz").read_bytes()
+    (release_server["served"] / "efficientnetv2-b2.tgz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="is damaged .* removed: run again"):
+        released.fetch("efficientnetv2-b2")
+    assert not os.path.exists(release_server["cache"] / "efficientnetv2-b2.tgz")
+    monkeypatch.setenv("EFFICIENTNETV2_RELEASE_URL", "http://127.0.0.1:9/v2/")  # nothing listens
+    with pytest.raises(UserError, match=r"cannot download http://127.0.0.1:9/v2/efficientnetv2-s.tgz"
+                                        r" .*put it at .*efficientnetv2-s\.tgz"):
+        released.fetch("efficientnetv2-s")
+    assert os.listdir(release_server["cache"]) == []
