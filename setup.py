@@ -41,9 +41,10 @@ setup(
         "cpu": ["tensorflow-cpu>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
         # Hugging Face's `datasets` is installed for the test that both packages coexist.
-        # tensorflow-hub and tf-keras: the test that loads the exported TF-Hub modules.
+        # tensorflow-hub and tf-keras: the test that loads the exported TF-Hub modules;
+        # jax (CPU): the test of the model library on Keras' JAX backend.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6",
-                 "tensorflow-hub>=0.16", "tf-keras>=2.21,<2.22"],
+                 "tensorflow-hub>=0.16", "tf-keras>=2.21,<2.22", "jax[cpu]>=0.4"],
         # LiteRT, the TFLite runtime of phones and boards: benchmarks/tflite_int8.py
         "litert": ["ai-edge-litert>=2.3"],
     },

@@ -187,7 +187,11 @@ def calibration_images(config, count: int) -> np.ndarray:
     crop and resize, pixels 0..255 (the normalisation undone)."""
     from efficientnetv2.datasets import DataInput
 
-    data = DataInput(config.data, config.eval.split, False)
+    try:
+        data = DataInput(config.data, config.eval.split, False)
+    except UserError as e:
+        raise UserError(f"full-integer TFLite needs the run's eval images to calibrate on: {e}; "
+                        "pass --data_dir=FOLDER with them") from None
     offset, scale = preprocessing.NORMALIZATIONS[preprocessing.recipe_for(config.data).normalization]
     images, have = [], 0
     for batch, _ in data.dataset(min(count, 64), config.eval.isize):
@@ -228,15 +232,15 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
 
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
                          overwrite)
+    # calibration images first: a run whose eval images are gone fails before writing
+    images = calibration_images(restored.config, calibration) if "full" in tflite else None
     module = module_for_run(restored, top_k)
     try:
         paths = [save_saved_model(module, target)]
         for quantize in QUANTIZATIONS:
             if quantize in tflite:
-                images = (calibration_images(restored.config, calibration)
-                          if quantize == "full" else None)
                 paths.append(save_tflite(module, os.path.join(target, TFLITE_FILES[quantize]),
-                                         quantize, images))
+                                         quantize, images if quantize == "full" else None))
         if hub:
             from .hub import save_hub_modules
 

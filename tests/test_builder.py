@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -191,3 +193,35 @@ def test_local_pooling_gives_the_same_values_with_average_pool_ops():
         tf.TensorSpec([1, 24, 24, 3], tf.float32)).graph
     ops = {op.type for op in graph.get_operations()}
     assert "AvgPool" in ops and "Mean" not in ops  # the head's pool and the SE's
+
+
+def test_the_model_library_runs_on_the_jax_backend_without_tensorflow(tmp_path):
+    """A fresh process with KERAS_BACKEND=jax: `import efficientnetv2` and get_model never
+    import TensorFlow, and weights saved under TensorFlow give the same logits."""
+    import json
+    import subprocess
+    import sys
+
+    blocks = TINY_BLOCKS + ["r1_k3_s1_e4_i16_o24_se0.25"]
+    model = efficientnetv2.get_model(blocks, 5, feature_size=32, survival_prob=None)
+    images = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    model.save_weights(str(tmp_path / "tiny.weights.h5"))
+    np.save(tmp_path / "images.npy", images)
+    script = f"""
+import json, sys
+import numpy as np
+import efficientnetv2
+model = efficientnetv2.get_model({blocks!r}, 5, feature_size=32, survival_prob=None)
+model.load_weights({str(tmp_path / "tiny.weights.h5")!r})
+logits = np.asarray(model(np.load({str(tmp_path / "images.npy")!r}), training=False))
+import keras
+print(json.dumps({{"backend": keras.backend.backend(), "tensorflow": "tensorflow" in sys.modules,
+                  "logits": logits.tolist()}}))
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax" and not result["tensorflow"]
+    np.testing.assert_allclose(result["logits"], model(images, training=False), rtol=1e-4, atol=1e-5)

@@ -454,3 +454,12 @@ def test_hub_modules_load_with_tensorflow_hub_match_the_model_and_train(run, tmp
     before = [v.numpy().copy() for v in layer.trainable_variables]
     model.fit(images, np.array([0, 2]), epochs=1, verbose=0)
     assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, layer.trainable_variables))
+
+
+def test_full_integer_export_without_the_eval_images_is_one_line_and_writes_nothing(run, tmp_path):
+    restored = restore_model(run["dir"])
+    with restored.config.unlocked():
+        restored.config.data.data_dir = str(tmp_path / "moved")
+    with pytest.raises(UserError, match="needs the run's eval images to calibrate on: .*--data_dir"):
+        export_run(restored, str(tmp_path / "export"), version=1, tflite=("full",))
+    assert not os.path.exists(tmp_path / "export" / "1")
