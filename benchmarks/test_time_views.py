@@ -19,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from efficientnetv2.builder import TestTimeViews  # noqa: E402
 from efficientnetv2.datasets import DataInput  # noqa: E402
 from efficientnetv2.datasets.preprocessing import eval_views  # noqa: E402
 from efficientnetv2.hparams.runs import restore_model  # noqa: E402
+from efficientnetv2.inference import TestTimeViews  # noqa: E402
 
 VIEW_SETS = {
     "the image alone (1)": TestTimeViews(),

@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from efficientnetv2.builder import TestTimeViews
 from efficientnetv2.errors import UserError
+from efficientnetv2.inference import TestTimeViews
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STDDEV = (0.229 * 255, 0.224 * 255, 0.225 * 255)

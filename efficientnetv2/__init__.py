@@ -47,8 +47,8 @@ __all__ = [
     "model_names", "preprocess_input", "round_filters", "round_repeats",
 ]
 _SUBMODULES = ("automl_import", "block_strings", "builder", "datasets", "errors", "families",
-               "flops", "hparams", "layers", "pretrained", "reference", "serving", "summary",
-               "training", "weights")
+               "flops", "hparams", "inference", "layers", "pretrained", "reference", "released",
+               "serving", "summary", "training", "weights")
 
 
 def __getattr__(name: str):

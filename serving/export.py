@@ -23,9 +23,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from efficientnetv2.builder import TestTimeViews, inference_logits
 from efficientnetv2.datasets import preprocessing
 from efficientnetv2.errors import UserError
+from efficientnetv2.inference import TestTimeViews, inference_logits
 
 CLASSES_ASSET = "classes.txt"
 CONFIG_ASSET = "config.yaml"

@@ -210,7 +210,7 @@ def test_main_export_prints_the_paths(run, tmp_path, capsys):
 def test_export_serves_the_eval_settings_given_on_the_command_line(run, tmp_path, capsys):
     """`--hparam_str` eval keys replace the run's saved eval.isize, eval.flip_average and
     eval.shift_average in the export; a misspelt one is a one-line error that writes nothing."""
-    from efficientnetv2.builder import TestTimeViews, inference_logits
+    from efficientnetv2.inference import TestTimeViews, inference_logits
 
     result = main_in_process(capsys, "--mode=export", f"--checkpoint={run['dir']}",
                              f"--export_dir={tmp_path}", "--export_version=1",
@@ -301,8 +301,8 @@ def test_the_views_benchmark_averages_what_inference_averages_for_each_view_set(
     import importlib.util
     from pathlib import Path
 
-    from efficientnetv2.builder import inference_logits
     from efficientnetv2.datasets.preprocessing import eval_views
+    from efficientnetv2.inference import inference_logits
 
     spec = importlib.util.spec_from_file_location(
         "test_time_views", Path(__file__).resolve().parents[1] / "benchmarks" / "test_time_views.py")

@@ -24,11 +24,11 @@ import tensorflow as tf
 
 import efficientnetv2
 from efficientnetv2 import hparams
-from efficientnetv2.builder import inference_logits
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe, eval_views
 from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.hparams import runs
+from efficientnetv2.inference import inference_logits
 
 from . import checkpoints, optimization, reporting
 from .progressive import StepPlan, all_stages, num_stages
