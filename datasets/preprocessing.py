@@ -188,16 +188,14 @@ def describe_augmentation(augname: str | None, magnitude: float) -> str:
 
 
 def describe_recipe(config) -> str:
-    """One line for the start of a run: the recipe, its normalisation, the shift crop, random
-    erasing and flip-averaged evaluation where on, and the optimizer."""
+    """The recipe for the start-of-run line: its normalisation, the shift crop, random
+    erasing and test-time views where on."""
     recipe = recipe_for(config.data)
     extras = "".join([f", shifts of up to {recipe.pad_crop}px" if recipe.pad_crop else "",
                       f", random erasing {recipe.random_erasing:g}" if recipe.random_erasing else "",
                       _describe_views(eval_views(config))])
     return (f"recipe {recipe.name} (data.augname={config.data.augname or 'none'}, "
-            f"{recipe.normalization} normalisation, {recipe.resize_method} resize{extras}), "
-            f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"
-            + (f", initial weights {config.train.ft_init_ckpt}" if config.train.ft_init_ckpt else ""))
+            f"{recipe.normalization} normalisation, {recipe.resize_method} resize{extras})")
 
 
 def _describe_views(views: TestTimeViews) -> str:

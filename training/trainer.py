@@ -276,7 +276,10 @@ class Trainer:
                   f"replica x {self.replicas} replica(s), {self.policy}), "
                   f"{len(self.stages)} stage(s): "
                   + ", ".join(f"{s.image_size}px" for s in self.stages)
-                  + f"; eval at {config.eval.isize}px; {describe_recipe(config)}")
+                  + f"; eval at {config.eval.isize}px; {describe_recipe(config)}, "
+                  f"{config.train.optimizer} lr {config.train.lr_base:g} {config.train.lr_sched}"
+                  + (f", initial weights {config.train.ft_init_ckpt}" if config.train.ft_init_ckpt
+                     else ""))
         if config.data.get("auto_plan"):
             self._log(config.data.auto_plan)
         result = None
