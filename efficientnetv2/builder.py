@@ -12,10 +12,9 @@ import keras
 
 from efficientnetv2.block_strings import BlockArgs, decode_block_strings
 from efficientnetv2.errors import UserError
-from efficientnetv2.families import ARCHITECTURES, Architecture
+from efficientnetv2.families import CUSTOM, Architecture, architecture
 from efficientnetv2.layers import DENSE_INITIALIZER, Head, LayerOptions, LocalPooling, Stem, make_block
 
-CUSTOM = "custom"
 ACTIVATIONS = ("silu", "swish", "relu", "relu6", "gelu", "hard_silu", "hard_swish", "elu",
                "leaky_relu", "mish", "selu")
 # the original's names for Keras activations (its `act_fn`)
@@ -127,10 +126,7 @@ def resolve_options(model_name: str | Sequence[str], overrides: dict) -> tuple[s
         hint = "; ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
         raise UserError(f"unknown model option {hint}; valid options: {', '.join(OVERRIDES)}")
     if isinstance(model_name, str):
-        if model_name not in ARCHITECTURES:
-            raise UserError(f"unknown model name {model_name!r}; valid names: "
-                            f"{', '.join(ARCHITECTURES)} (or a list of block strings)")
-        arch = ARCHITECTURES[model_name]
+        arch = architecture(model_name)
     else:
         arch = Architecture(tuple(model_name))
         model_name = CUSTOM

@@ -94,3 +94,17 @@ ARCHITECTURES: dict[str, Architecture] = {
 def model_names() -> list[str]:
     """Every model name `get_model` knows, V2 first."""
     return list(ARCHITECTURES)
+
+
+CUSTOM = "custom"  # the model name of an architecture given as block strings
+
+
+def architecture(model_name: str) -> Architecture:
+    """What a model name means; a UserError naming the valid names otherwise."""
+    if model_name not in ARCHITECTURES:
+        from efficientnetv2.errors import UserError
+
+        raise UserError(f"unknown model name {model_name!r}; valid names: "
+                        f"{', '.join(ARCHITECTURES)}, or {CUSTOM} with block strings "
+                        "(model.blocks)")
+    return ARCHITECTURES[model_name]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from efficientnetv2 import ARCHITECTURES, CUSTOM
-from efficientnetv2.errors import UserError
+from efficientnetv2.families import CUSTOM, architecture
 
 V1_AUGNAME = "effnetv1_autoaug"  # the original's legacy EfficientNet-V1 preprocessing
 V1_TRAIN_FRACTION = 0.8  # V1 models train at 0.8 of the eval size (then // 16 * 16)
@@ -25,10 +24,7 @@ def model_config(model_name: str) -> dict:
     """Overrides of the base config for a model name (or 'custom' for `model.blocks`)."""
     if model_name == CUSTOM:
         return {"model": {"model_name": CUSTOM}, "train": {"isize": 224}, "eval": {"isize": 224}}
-    if model_name not in ARCHITECTURES:
-        raise UserError(f"unknown model name {model_name!r}; valid names: "
-                        f"{', '.join(ARCHITECTURES)}, {CUSTOM} (with model.blocks)")
-    arch = ARCHITECTURES[model_name]
+    arch = architecture(model_name)
     config = {
         "model": {
             "model_name": model_name,
