@@ -13,18 +13,15 @@ OPTIMIZERS = ("rmsprop", "sgd", "momentum", "adam", "adamw")
 
 
 def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
-                    ema_decay=None, weight_decay=None) -> keras.optimizers.Optimizer:
-    """The optimizer `train.optimizer` names, with EMA (`train.ema_decay` > 0) and gradient
-    clipping by global norm (`train.gclip` > 0). rmsprop has the original's settings (decay
-    0.9, momentum 0.9, epsilon 0.001); momentum is plain momentum 0.9 (Nesterov's with
-    `train.nesterov`); adamw applies
-    `train.weight_decay` as decoupled weight decay. `ema_decay` and `weight_decay`, when
-    given, are variables the training loop updates every step (the EMA warm-up and the
-    weight-decay ramp). `mixed_float16` wraps it in Keras' dynamic loss scaling."""
-    common = {"learning_rate": learning_rate,
-              "use_ema": train_config.ema_decay > 0,
-              "ema_momentum": train_config.ema_decay or 0.99,
-              "global_clipnorm": train_config.gclip or None}
+                    weight_decay=None) -> keras.optimizers.Optimizer:
+    """The optimizer `train.optimizer` names, with gradient clipping by global norm
+    (`train.gclip` > 0). rmsprop has the original's settings (decay 0.9, momentum 0.9,
+    epsilon 0.001); momentum is plain momentum 0.9 (Nesterov's with `train.nesterov`); adamw
+    applies `train.weight_decay` as decoupled weight decay (`weight_decay`, when given, is a
+    variable the training loop updates every step: the weight-decay ramp). `mixed_float16`
+    wraps it in Keras' dynamic loss scaling. The EMA of the weights is the training loop's
+    (`average_of`), as for the batch-norm statistics."""
+    common = {"learning_rate": learning_rate, "global_clipnorm": train_config.gclip or None}
     name = train_config.optimizer
     if name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(rho=0.9, momentum=0.9, epsilon=0.001, **common)
@@ -41,8 +38,6 @@ def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
             optimizer.weight_decay = weight_decay
     else:
         raise UserError(f"train.optimizer {name!r} must be one of {', '.join(OPTIMIZERS)}")
-    if ema_decay is not None and optimizer.use_ema:
-        optimizer.ema_momentum = ema_decay
     if mixed_float16:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -60,11 +55,6 @@ def ema_decay_at(decay: float, step):
     """The original's EMA decay with warm-up: min(decay, (1 + n) / (10 + n)) after n updates."""
     n = tf.cast(step, tf.float32) + 1.0
     return tf.minimum(decay, (1.0 + n) / (10.0 + n))
-
-
-def base_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
-    """The optimizer inside a LossScaleOptimizer (where the EMA lives)."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def loss_function(kind: str, label_smoothing: float):

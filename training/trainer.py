@@ -118,16 +118,15 @@ class Trainer:
             self.learning_rate = learning_rate_schedule(config.train, steps_per_epoch, total)
             self.optimizer = optimization.build_optimizer(
                 config.train, self.learning_rate, mixed_float16=self.policy == "mixed_float16",
-                ema_decay=self.ema_decay, weight_decay=self.weight_decay)
+                weight_decay=self.weight_decay)
             self.optimizer.build(self.variables)
             self.loss_fn = optimization.loss_function(self.loss_type, config.train.label_smoothing)
             self.eval_loss_fn = optimization.loss_function(self.loss_type, 0.0)
-        inner = optimization.base_optimizer(self.optimizer)
-        self.averages = list(inner._model_variables_moving_average) if inner.use_ema else []
-        # The optimizer averages the trained weights; the batch-norm statistics get their
-        # averages here, updated after each step with the same decay.
-        self.statistics = runs.batch_norm_statistics(self.model) if self.averages else []
-        with self.strategy.scope():
+            # The EMA of the trained weights and of the batch-norm statistics, updated after
+            # each step with the same decay (train.ema_decay > 0).
+            ema = config.train.ema_decay > 0
+            self.averages = [optimization.average_of(v) for v in self.variables] if ema else []
+            self.statistics = runs.batch_norm_statistics(self.model) if ema else []
             self.statistic_averages = [optimization.average_of(v) for v in self.statistics]
         self.ema_pairs = (list(zip(self.variables, self.averages))
                           + list(zip(self.statistics, self.statistic_averages)))
@@ -209,9 +208,9 @@ class Trainer:
             self.ema_decay.assign(optimization.ema_decay_at(train.ema_decay, iterations))
             grads, stats = compute(images, labels, decay)
             self.optimizer.apply(grads, self.variables)
-            ema_decay = tf.convert_to_tensor(self.ema_decay)  # read once for every statistic
-            for statistic, average in zip(self.statistics, self.statistic_averages):
-                average.assign(ema_decay * average + (1.0 - ema_decay) * statistic)
+            ema_decay = tf.convert_to_tensor(self.ema_decay)  # read once for every average
+            for value, average in self.ema_pairs:
+                average.assign(ema_decay * average + (1.0 - ema_decay) * value)
             return stats
 
         compute = self._compute
