@@ -10,7 +10,7 @@ from PIL import Image
 from test_weights import _randomize_batch_norm, _relative_error
 
 import efficientnetv2
-from efficientnetv2.datasets import DataInput
+from efficientnetv2.datasets import Augmentation, DataInput
 from efficientnetv2.datasets.imagefolder import scan_image_folder
 from efficientnetv2.datasets.preprocessing import (
     IMAGENET_MEAN,
@@ -143,6 +143,22 @@ def test_eval_accuracy_equals_the_unaugmented_pass_on_training_images(tmp_path, 
     evaluated = np.argmax(model(images, training=False), 1) == labels
     assert unaugmented.mean() > 0.5  # it learned something a wrong view would lose
     assert evaluated.mean() == unaugmented.mean()
+
+
+@pytest.mark.parametrize("augname, size", [("none", 32), ("none", 64), ("effnetv1_autoaug", 32)])
+def test_the_training_pipeline_without_augmentation_yields_the_eval_views(tmp_path, augname, size):
+    """The real training pipeline (its crop set to the whole image, AutoAugment off) on the
+    same images as the eval split: every training image is an eval image or its mirror."""
+    _stripes_folder(tmp_path, 32, per_class=2)
+    config = data_config("imagefolder", f"data.augname={augname},data.min_crop_area=1.0,"
+                                        "data.crop_padding=0,data.auto=false")
+    evaluation = DataInput(config.data, "eval", False, data_dir=str(tmp_path))
+    training = DataInput(config.data, "train", True, data_dir=str(tmp_path))
+    eval_views = np.concatenate([x for x, _ in evaluation.dataset(6, size)])
+    views = np.concatenate([eval_views, eval_views[:, :, ::-1]])
+    batch, _ = next(iter(training.dataset(6, size, Augmentation("none", 0, 0))))
+    for image in batch.numpy():
+        assert np.abs(views - image).max(axis=(1, 2, 3)).min() < 1e-4
 
 
 @pytest.mark.parametrize("augname", ["none", "effnetv1_autoaug"])
