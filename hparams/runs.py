@@ -111,10 +111,15 @@ def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections
     return saved_config(run_folder(checkpoint), overrides)
 
 
+# Keys added with a default other than what runs written before them did.
+BEFORE_THE_KEY = {"train.nesterov": True, "data.aug_consts_size": 224}
+
+
 def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     """A run folder's saved config with `overrides` from --hparam_str ({'eval.isize': ...});
-    evaluation keys added since it was written (e.g. eval.flip_average) take their defaults,
-    so older runs still take `eval.` overrides."""
+    keys added since it was written (e.g. eval.flip_average, model.bn_type) take their
+    defaults, or BEFORE_THE_KEY's value where that is what the run did, so older runs load,
+    evaluate, export and take `eval.` overrides."""
     path = os.path.join(folder, CONFIG_FILENAME)
     try:
         with open(path, encoding="utf-8") as f:
@@ -125,9 +130,12 @@ def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.C
     except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError) as e:
         raise UserError(f"the run's config {path} is damaged ({first_line(e, 100)}); put back "
                         "the config.yaml the run wrote") from None
-    for key, value in base_config().eval.items():
-        if key not in config.eval:
-            config.eval[key] = value
+    for section, values in base_config().items():
+        if section not in config:
+            config[section] = ml_collections.ConfigDict()
+        for key, value in values.items():
+            if key not in config[section]:
+                config[section][key] = BEFORE_THE_KEY.get(f"{section}.{key}", value)
     apply_overrides(config, overrides or {}, "--hparam_str")
     return config
 

@@ -145,3 +145,25 @@ def test_fine_tuning_from_a_run_takes_its_network_and_plans_the_small_folder(tmp
                                 extra={"data.data_dir": str(target),
                                        "train.ft_init_ckpt": str(tmp_path / "run")})
     assert kept.model.stem_stride == 1
+
+
+def test_a_run_written_before_newer_keys_still_loads_and_fine_tunes(tmp_path):
+    """A config.yaml without the keys added since (model.bn_type, train.nesterov, ...): they
+    take their defaults, or what such runs did (Nesterov momentum, relative augmentation)."""
+    source = hparams.build_config("efficientnetv2-b0", "imagefolder",
+                                  extra={"data.data_dir": str(_folder(tmp_path / "a"))})
+    hparams.save_config(source, str(tmp_path / "run"))
+    path = tmp_path / "run" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    for section, key in (("model", "bn_type"), ("model", "headbias"), ("train", "nesterov"),
+                         ("data", "aug_consts_size")):
+        del saved[section][key]
+    path.write_text(yaml.safe_dump(saved))
+    from efficientnetv2.hparams import runs
+
+    old = runs.saved_config(str(tmp_path / "run"))
+    assert (old.model.bn_type, old.train.nesterov, old.data.aug_consts_size) == ("bn", True, 224)
+    assert hparams.model_arguments(old)[1]["bn_type"] == "bn"
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
+        "data.data_dir": str(_folder(tmp_path / "b")), "train.ft_init_ckpt": str(tmp_path / "run")})
+    assert config.model.blocks == source.model.blocks
