@@ -97,7 +97,7 @@ def test_large_folders_and_fine_tuning_keep_the_models_own_network():
                                     hparam_str="train.ft_init_ckpt=imagenet")
     choices = {c.key: c.value for c in folder_plan.plan(finetune, small, set(), False)}
     assert "model.blocks" not in choices  # the initial weights' network
-    assert "model.dropout_rate" not in choices and "model.survival_prob" not in choices
+    assert (choices["model.dropout_rate"], choices["model.survival_prob"]) == (0.0, 1.0)
 
 
 def test_folder_stats_count_the_training_split_and_read_sizes(tmp_path):
@@ -114,7 +114,7 @@ def test_folder_stats_count_the_training_split_and_read_sizes(tmp_path):
                                                   ("efficientnetv2-s", "scale_128")])
 def test_fine_tuning_normalises_inputs_as_the_initial_weights_were_trained(model_name, expected):
     config = hparams.build_config(model_name, "imagefolder", hparam_str="train.ft_init_ckpt=imagenet")
-    assert config.data.recipe == "ft" and config.data.normalization == expected
+    assert config.data.recipe == "default" and config.data.normalization == expected
     kept = hparams.build_config(model_name, "imagefolder",
                                 hparam_str="train.ft_init_ckpt=imagenet,data.normalization=scale_255")
     assert kept.data.normalization == "scale_255"
@@ -137,7 +137,7 @@ def test_fine_tuning_from_a_run_takes_its_network_and_plans_the_small_folder(tmp
     target = _folder(tmp_path / "b", size=(40, 40), per_class=30)
     config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(target), "train.ft_init_ckpt": str(tmp_path / "run")})
-    assert config.data.augname == "ft"  # the fine-tuning recipe
+    assert config.data.augname == "none" and config.train.optimizer == "adamw"  # as from scratch
     assert config.model.blocks == source.model.blocks  # the run's compact network
     assert config.model.stem_stride == source.model.stem_stride
     assert config.train.batch_size == 16 and config.eval.isize == 40  # 81 images of 40 px

@@ -112,9 +112,10 @@ def test_image_folders_from_scratch_or_fine_tuned():
     assert scratch.data.auto and scratch.data.auto_plan is None  # no --data_dir: no choices
     tuned = hparams.build_config("efficientnetv2-s", "imagefolder",
                                  hparam_str="train.ft_init_ckpt=/some/run")
-    assert (tuned.data.recipe, tuned.train.lr_sched, tuned.data.ds_name) == ("ft", "constant",
-                                                                              "imagefolder")
-    assert not tuned.data.auto  # the fine-tuning recipe keeps its own settings
+    # fine-tuning a folder: the same recipe (the original's fine-tuning recipe lost to it)
+    assert (tuned.data.recipe, tuned.train.optimizer, tuned.data.ds_name) == (
+        "default", "adamw", "imagefolder")
+    assert tuned.data.auto and tuned.data.normalization == "scale_128"  # V2-S's own inputs
 
 
 def test_normalisation_can_be_set_and_is_recorded():
