@@ -98,11 +98,16 @@ def profile(folder: str, batches: int) -> list[str]:
     decoded = encoded.map(lambda e: tf.io.decode_jpeg(e, channels=3)).take(64).cache().repeat()
     resized = decoded.map(lambda im: preprocessing.resize(im, 300)).take(64).cache().repeat()
 
-    def rate(dataset, fn) -> float:
-        mapped = dataset.map(lambda x: (fn(x), 0), num_parallel_calls=tf.data.AUTOTUNE)
+    def rate(dataset, fn) -> float:  # one pixel of each result: outputs of any size batch
+        mapped = dataset.map(lambda x: (fn(x)[0, 0], 0), num_parallel_calls=tf.data.AUTOTUNE)
         return throughput(mapped.batch(64), batches)
 
+    recipe = preprocessing.recipe_for(hparams.build_config("efficientnetv2-s", "imagenet").data)
     parts = [("decode JPEG", encoded, lambda e: tf.io.decode_jpeg(e, channels=3)),
+             ("decode, then random-area crop, resize (before)", encoded,
+              lambda e: recipe.train_image(tf.io.decode_jpeg(e, channels=3), 300, seed)),
+             ("decode inside the crop, resize (now)", encoded,
+              lambda e: recipe.train_image(e, 300, seed, encoded=True)),
              ("random-area crop + resize to 300", decoded,
               lambda im: preprocessing.resize(preprocessing.random_crop(im, seed, 0.05), 300)),
              ("flip", resized, lambda im: preprocessing.random_flip(im, seed))]
@@ -136,6 +141,11 @@ def main() -> None:
                    _gpu_rate(stage.image_size)), flush=True)
         if stage.image_size == 300:
             per_core_300 = rate / cores
+    magnitude = 15.0  # V2-M's final stage, the reference
+    rate = throughput(data.dataset(64, 300, Augmentation("randaug", 2, magnitude)), args.batches)
+    print(_row(f"imagenet, 300 px, RandAugment 2 x {magnitude:g}", rate, cores, _gpu_rate(300)),
+          flush=True)
+    per_core_300 = min(per_core_300, rate / cores)
     if os.path.isdir(args.fashion_dir):
         fashion = hparams.build_config("efficientnetv2-s", "fashion_mnist")
         data = DataInput(fashion.data, "train", True, data_dir=args.fashion_dir)
