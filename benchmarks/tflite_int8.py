@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from efficientnetv2.hparams.runs import restore_model  # noqa: E402
-from efficientnetv2.serving.export import export_run  # noqa: E402
+from efficientnetv2.serving.export import export_run, run_tflite  # noqa: E402
 
 
 def _interpreters(path: str) -> dict:
@@ -37,15 +37,7 @@ def _interpreters(path: str) -> dict:
 
 
 def _probabilities(interpreter, image: np.ndarray) -> np.ndarray:
-    given = interpreter.get_input_details()[0]
-    interpreter.set_tensor(given["index"], image[None].astype(given["dtype"]))
-    interpreter.invoke()
-    outputs = []
-    for detail in interpreter.get_output_details():
-        value = interpreter.get_tensor(detail["index"]).astype(np.float32)
-        scale, zero = detail["quantization"]
-        outputs.append((value - zero) * scale if scale else value)
-    return min(outputs, key=lambda o: abs(float(o.sum()) - 1))  # the probabilities
+    return run_tflite(interpreter, image[None])["probabilities"]
 
 
 def main() -> None:

@@ -182,6 +182,21 @@ def save_tflite(module: InferenceModule, path: str, quantize: str = "none",
     return path
 
 
+def run_tflite(interpreter, image: np.ndarray) -> dict[str, np.ndarray]:
+    """An exported TFLite model (in a tf.lite or LiteRT interpreter, tensors allocated) on
+    one image [1, S, S, 3] of pixels 0..255 (uint8 for the full-integer file): its `logits`
+    and `probabilities`, dequantized (value = scale * (q - zero point)) where quantized."""
+    given = interpreter.get_input_details()[0]
+    interpreter.set_tensor(given["index"], image.astype(given["dtype"]))
+    interpreter.invoke()
+    outputs = []
+    for detail in interpreter.get_output_details():  # in the function's order
+        value = interpreter.get_tensor(detail["index"]).astype(np.float32)
+        scale, zero = detail["quantization"]
+        outputs.append((value - zero) * scale if scale else value)
+    return dict(zip(("logits", "probabilities"), outputs))
+
+
 def calibration_images(config, count: int) -> np.ndarray:
     """Up to `count` images of the run's eval split as the TFLite model takes them: the eval
     crop and resize, pixels 0..255 (the normalisation undone)."""

@@ -26,6 +26,7 @@ from efficientnetv2.serving.export import (
     IMAGES_SIGNATURE,
     export_run,
     module_for_run,
+    run_tflite,
 )
 from efficientnetv2.training.trainer import Trainer
 
@@ -117,16 +118,8 @@ def _invoke(path: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]
     and its input details."""
     interpreter = tf.lite.Interpreter(path)
     interpreter.allocate_tensors()
-    given = interpreter.get_input_details()[0]
-    interpreter.set_tensor(given["index"], image.astype(given["dtype"]))
-    interpreter.invoke()
-    outputs = []
-    for detail in interpreter.get_output_details():
-        value = interpreter.get_tensor(detail["index"]).astype(np.float32)
-        scale, zero = detail["quantization"]
-        outputs.append((value - zero) * scale if scale else value)
-    logits, probabilities = sorted(outputs, key=lambda o: -np.abs(o.sum() - 1))  # probs sum to 1
-    return logits, probabilities, given
+    outputs = run_tflite(interpreter, image)
+    return outputs["logits"], outputs["probabilities"], interpreter.get_input_details()[0]
 
 
 def test_tflite_float_dynamic_and_full_integer_against_the_saved_model(run, tmp_path):
