@@ -81,7 +81,8 @@ def fetch(name: str, cache_dir: str | None = None) -> str:
         os.replace(partial, archive)
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(cache, filter="data")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
+            tar.extractall(cache, **safe)
     except (tarfile.TarError, EOFError, OSError) as e:
         os.remove(archive)
         shutil.rmtree(folder, ignore_errors=True)

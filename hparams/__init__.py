@@ -12,6 +12,7 @@ import ml_collections
 import yaml
 
 from efficientnetv2 import OVERRIDES, UserError, resolve_options
+from efficientnetv2.families import architecture
 
 from .base import base_config
 from .dataset_configs import DATASET_CONFIGS, dataset_config, resolve_dataset_cfg
@@ -63,6 +64,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     if config.train.ft_init_ckpt and "data.normalization" not in given:
         config.data.normalization = initial_weights_normalization(config)
     resolve_preprocessing(config)
+    config.train.loss_type = loss_type(config)  # recorded: a later default cannot change it
     if config.model.model_name == CUSTOM and not config.model.blocks:
         raise UserError("model 'custom' needs block strings: "
                         "--hparam_str=model.blocks=r1_k3_s1_e1_i16_o16_c1|r2_k3_s2_e4_i16_o32")
@@ -73,7 +75,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
 
 # What makes a run's network: fine-tuning from a run takes these from its config.yaml.
 NETWORK_KEYS = ("blocks", "width_coefficient", "depth_coefficient", "activation", "feature_size",
-                "depth_divisor", "min_depth", "stem_stride")
+                "depth_divisor", "min_depth", "stem_stride", "bn_type", "gn_groups")
 
 
 def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
@@ -88,6 +90,9 @@ def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, An
     for key in NETWORK_KEYS:
         if f"model.{key}" not in given and key in source:
             config.model[key] = source[key]
+    if ("model.blocks" not in given and not source.get("blocks")
+            and source.model_name != config.model.model_name and source.model_name != CUSTOM):
+        config.model.blocks = list(architecture(source.model_name).blocks)  # its model's
 
 
 def initial_weights_normalization(config: ml_collections.ConfigDict) -> str:

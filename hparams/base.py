@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
             "weight_decay_inc": 0.0,
             "weight_decay_exclude": ".*(bias|gamma|beta).*",
             "label_smoothing": 0.1,
-            "loss_type": config_dict.placeholder(str),  # softmax, or sigmoid if multiclass.
+            "loss_type": config_dict.placeholder(str),  # softmax (unset) or sigmoid; recorded.
             "gclip": 0.0,
             "min_steps": 0,
             "split": "train",

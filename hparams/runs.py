@@ -115,6 +115,12 @@ def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections
 BEFORE_THE_KEY = {"train.nesterov": True, "data.aug_consts_size": 224}
 
 
+def _multi_label(ds_name: str | None) -> bool:
+    from efficientnetv2.datasets.registry import REGISTRY
+
+    return bool(ds_name in REGISTRY and REGISTRY[ds_name].multiclass)
+
+
 def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     """A run folder's saved config with `overrides` from --hparam_str ({'eval.isize': ...});
     keys added since it was written (e.g. eval.flip_average, model.bn_type) take their
@@ -136,6 +142,8 @@ def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.C
         for key, value in values.items():
             if key not in config[section]:
                 config[section][key] = BEFORE_THE_KEY.get(f"{section}.{key}", value)
+    if not config.train.get("loss_type") and _multi_label(config.data.get("ds_name")):
+        config.train.loss_type = "sigmoid"  # unset meant sigmoid for multi-label data then
     apply_overrides(config, overrides or {}, "--hparam_str")
     return config
 

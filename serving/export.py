@@ -260,7 +260,7 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
             from .hub import save_hub_modules
 
             paths += save_hub_modules(restored.model, module.recipe.normalization,
-                                      module.image_size, os.path.join(target, "hub"))
+                                      os.path.join(target, "hub"))
     finally:
         module.cleanup()
     return paths

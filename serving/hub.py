@@ -6,7 +6,7 @@ Two modules, as TF-Hub publishes for every model of the original:
 - `feature_vector`: images in, the pooled features (the classifier's input) out.
 
 Input, the TF-Hub image convention: float32 [batch, height, width, 3], pixel values in
-[0, 1], at the run's eval size (other sizes work; the model was trained at that one). The
+[0, 1], best at the run's eval size (any size works; the model was trained at that one). The
 module applies the run's normalisation itself. Both modules are trainable: called with
 `training=True` (what `hub.KerasLayer(..., trainable=True)` does while fitting) batch norm
 uses the batch's statistics and updates its moving ones; with `training=False` it normalises
@@ -25,7 +25,7 @@ from efficientnetv2.datasets import preprocessing
 KINDS = ("classification", "feature_vector")
 
 
-def hub_module(model: keras.Model, normalization: str, image_size: int) -> tf.train.Checkpoint:
+def hub_module(model: keras.Model, normalization: str) -> tf.train.Checkpoint:
     """An object with the reusable SavedModel API: `__call__(images, training)`, traced for
     both values of `training`, `variables`, `trainable_variables`, `regularization_losses`."""
     @tf.function
@@ -33,7 +33,7 @@ def hub_module(model: keras.Model, normalization: str, image_size: int) -> tf.tr
         pixels = tf.cast(images, tf.float32) * 255.0
         return model(preprocessing.normalize(pixels, normalization), training=training)
 
-    spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)  # any size
     for training in (False, True):
         call.get_concrete_function(spec, training=training)
     module = tf.train.Checkpoint()
@@ -50,13 +50,12 @@ def feature_model(model: keras.Model) -> keras.Model:
                        name=f"{model.name}_feature_vector")
 
 
-def save_hub_modules(model: keras.Model, normalization: str, image_size: int,
-                     target: str) -> list[str]:
+def save_hub_modules(model: keras.Model, normalization: str, target: str) -> list[str]:
     """Writes `target/classification` and `target/feature_vector`; returns their paths."""
     paths = []
     for kind in KINDS:
         module = hub_module(model if kind == "classification" else feature_model(model),
-                            normalization, image_size)
+                            normalization)
         path = os.path.join(target, kind)
         tf.saved_model.save(module, path)
         paths.append(path)

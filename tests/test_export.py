@@ -439,6 +439,7 @@ def test_hub_modules_load_with_tensorflow_hub_match_the_model_and_train(run, tmp
     normalized = normalize(images * 255.0, recipe_for(restored.config.data).normalization)
     expected = restored.model(normalized, training=False)
     np.testing.assert_allclose(hub.load(classification)(tf.constant(images)), expected, atol=1e-4)
+    assert hub.load(classification)(tf.constant(_pixels((1, 40, 40, 3)) / 255.0)).shape == (1, 10)
     layer = hub.KerasLayer(features, trainable=True)
     model = tf_keras.Sequential([tf_keras.Input((24, 24, 3)), layer, tf_keras.layers.Dense(3)])
     pooled = model.layers[0](tf.constant(images))

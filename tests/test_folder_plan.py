@@ -167,3 +167,16 @@ def test_a_run_written_before_newer_keys_still_loads_and_fine_tunes(tmp_path):
     config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(_folder(tmp_path / "b")), "train.ft_init_ckpt": str(tmp_path / "run")})
     assert config.model.blocks == source.model.blocks
+
+
+def test_fine_tuning_from_a_named_models_run_takes_its_blocks_and_norm(tmp_path):
+    source = hparams.build_config("efficientnetv2-b1", "imagefolder",
+                                  hparam_str="data.auto=false,model.bn_type=gn")
+    assert not source.model.blocks  # B1's own network, by its name
+    hparams.save_config(source, str(tmp_path / "run"))
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
+        "data.data_dir": str(_folder(tmp_path / "b")), "train.ft_init_ckpt": str(tmp_path / "run")})
+    from efficientnetv2.families import ARCHITECTURES
+
+    assert config.model.blocks == list(ARCHITECTURES["efficientnetv2-b1"].blocks)
+    assert config.model.bn_type == "gn" and config.model.depth_coefficient == 1.1

@@ -614,3 +614,19 @@ def test_a_multi_label_folder_trains_and_logs_the_originals_metrics(tmp_path):
     rows = reporting.read_log(str(tmp_path / "run" / reporting.LOG_FILE))
     evals = [r for r in rows if r["kind"] == "eval"]
     assert evals and all(r["global_ap"] and r["recall_5"] for r in evals)
+
+
+def test_a_checkpoint_whose_optimizer_has_other_slots_is_refused(tmp_path):
+    """Keras saves optimizer slots by position: a run written while the optimizer kept the
+    weights' EMA would restore its velocities into the wrong slots; refused in one line."""
+    variable = keras.Variable(np.zeros(3, "float32"))
+    old = keras.optimizers.SGD(0.1, momentum=0.9, use_ema=True)
+    old.build([variable])
+    checkpoints.Checkpoints(str(tmp_path), 5, optimizer=old).save(1)
+    new = keras.optimizers.SGD(0.1, momentum=0.9)
+    new.build([variable])
+    with pytest.raises(UserError, match="holds an optimizer of .* slots where this version's has"):
+        checkpoints.Checkpoints(str(tmp_path), 5, optimizer=new).restore_latest()
+    same = keras.optimizers.SGD(0.1, momentum=0.9, use_ema=True)
+    same.build([variable])
+    assert checkpoints.Checkpoints(str(tmp_path), 5, optimizer=same).restore_latest().endswith("ckpt-1")

@@ -136,10 +136,13 @@ class Checkpoints:
         paths = [os.path.join(self.directory, p) for p in reversed(paths)]
         for path in paths:
             try:
+                self._check_optimizer_layout(path)
                 self.checkpoint.restore(path).assert_existing_objects_matched()
                 return path
             except (tf.errors.OpError, IndexError) as e:  # unreadable: try the one before
                 log(f"{path} is damaged ({first_line(e)}); trying the checkpoint before it")
+            except UserError:
+                raise
             except (ValueError, AssertionError) as e:
                 raise UserError(
                     f"{self.directory} holds a checkpoint of another run ({path}: "
@@ -147,6 +150,23 @@ class Checkpoints:
                     "same config as that run to resume it") from None
         raise UserError(f"every checkpoint in {self.directory} is damaged ({', '.join(paths)}); "
                         "move them away to start afresh, or restore them from a backup")
+
+    def _check_optimizer_layout(self, path: str) -> None:
+        """Keras saves optimizer slots by position: a checkpoint whose optimizer holds another
+        number of them (one written while the optimizer kept the weights' EMA, before
+        2026-12-04) would restore velocities into the wrong slots. Refused in one line."""
+        optimizer = getattr(self.checkpoint, "optimizer", None)
+        if optimizer is None or hasattr(optimizer, "inner_optimizer"):  # loss scaling: nested
+            return
+        slots = [int(name.split("/")[2]) for name, _ in tf.train.list_variables(path)
+                 if name.startswith("optimizer/_variables/")]
+        saved, ours = (max(slots) + 1 if slots else 0), len(optimizer.variables)
+        if saved and saved != ours:
+            raise UserError(
+                f"{path} holds an optimizer of {saved} slots where this version's has {ours} "
+                "(a run written before the weights' EMA moved out of the optimizer, "
+                "2026-12-04); nothing was changed: --mode=eval, export and predict still read "
+                "it, and train.ft_init_ckpt starts a new run from its weights")
 
     def save(self, step: int) -> str:
         return self._save(self.latest_manager, step)

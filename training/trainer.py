@@ -384,9 +384,12 @@ class Trainer:
     def _loop_steps(self) -> int:
         """Steps of the next `tf.function` call: `runtime.iterations_per_loop` at most, and
         few enough that a progress line comes every `runtime.progress_seconds` (the first
-        call, which also traces, runs one step). Steps and results do not depend on it."""
+        call, which also traces, runs one step; not across workers, whose clocks differ).
+        Steps and results do not depend on it."""
         most = self.config.runtime.iterations_per_loop
         every = self.config.runtime.get("progress_seconds") or 0
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            every = 0  # every worker must run the same steps per call: by steps only
         if self._seconds_per_step is None:
             return 1 if every > 0 else most
         if every <= 0:
