@@ -153,7 +153,7 @@ class Checkpoints:
 
     def _check_optimizer_layout(self, path: str) -> None:
         """Keras saves optimizer slots by position: a checkpoint whose optimizer holds another
-        number of them (one written while the optimizer kept the weights' EMA, before
+        number of them (another optimizer, or one that kept the weights' EMA, before
         2026-12-04) would restore velocities into the wrong slots. Refused in one line."""
         optimizer = getattr(self.checkpoint, "optimizer", None)
         if optimizer is None or hasattr(optimizer, "inner_optimizer"):  # loss scaling: nested
@@ -163,10 +163,11 @@ class Checkpoints:
         saved, ours = (max(slots) + 1 if slots else 0), len(optimizer.variables)
         if saved and saved != ours:
             raise UserError(
-                f"{path} holds an optimizer of {saved} slots where this version's has {ours} "
-                "(a run written before the weights' EMA moved out of the optimizer, "
-                "2026-12-04); nothing was changed: --mode=eval, export and predict still read "
-                "it, and train.ft_init_ckpt starts a new run from its weights")
+                f"{path} holds an optimizer of {saved} slots where this run's has {ours}: a run "
+                "with another train.optimizer, or one written before 2026-12-04 (when the "
+                "weights' EMA moved out of the optimizer); nothing was changed: resume with its "
+                "train.optimizer or give a new model_dir (eval, export and predict still read "
+                "it; train.ft_init_ckpt starts a new run from its weights)")
 
     def save(self, step: int) -> str:
         return self._save(self.latest_manager, step)
