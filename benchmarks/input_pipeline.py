@@ -32,8 +32,8 @@ from efficientnetv2 import hparams  # noqa: E402
 from efficientnetv2.datasets import Augmentation, DataInput, augment, preprocessing  # noqa: E402  # noqa: E402
 from efficientnetv2.datasets.inspect import throughput  # noqa: E402
 from efficientnetv2.training.progressive import all_stages  # noqa: E402
+from efficientnetv2.training.reporting import h200_v2s_images_per_sec  # noqa: E402
 
-GPU_RATE = {128: 4080.0, 300: 2460.0}  # V2-S training images/s on one H200 (docs/gpu.md)
 FILES = 24  # train-00000-of-00024 ...: the `imagenet` train split reads files 20 and up
 
 
@@ -79,13 +79,6 @@ def _row(label: str, rate: float, cores: int, gpu_rate: float | None) -> str:
     per_core = rate / cores
     feed = f"{gpu_rate / per_core:,.1f}" if gpu_rate else "-"
     return f"| {label} | {rate:,.0f} | {per_core:,.0f} | {feed} |"
-
-
-def _gpu_rate(size: int) -> float:
-    """The H200 rate at `size`, log-linear between the two measured sizes, flat outside."""
-    (small, fast), (large, slow) = sorted(GPU_RATE.items())
-    size = min(max(size, small), large)
-    return fast * (slow / fast) ** (np.log(size / small) / np.log(large / small))
 
 
 def profile(folder: str, batches: int) -> list[str]:
@@ -138,12 +131,12 @@ def main() -> None:
         aug = Augmentation("randaug", config.data.ra_num_layers, stage.ram)
         rate = throughput(data.dataset(64, stage.image_size, aug), args.batches)
         print(_row(f"imagenet, {stage.image_size} px, RandAugment 2 x {stage.ram:g}", rate, cores,
-                   _gpu_rate(stage.image_size)), flush=True)
+                   h200_v2s_images_per_sec(stage.image_size)), flush=True)
         if stage.image_size == 300:
             per_core_300 = rate / cores
     magnitude = 15.0  # V2-M's final stage, the issue's reference
     rate = throughput(data.dataset(64, 300, Augmentation("randaug", 2, magnitude)), args.batches)
-    print(_row(f"imagenet, 300 px, RandAugment 2 x {magnitude:g}", rate, cores, _gpu_rate(300)),
+    print(_row(f"imagenet, 300 px, RandAugment 2 x {magnitude:g}", rate, cores, h200_v2s_images_per_sec(300)),
           flush=True)
     per_core_300 = min(per_core_300, rate / cores)
     if os.path.isdir(args.fashion_dir):
@@ -153,7 +146,7 @@ def main() -> None:
             aug = Augmentation(fashion.data.augname, fashion.data.ra_num_layers, stage.ram)
             rate = throughput(data.dataset(64, stage.image_size, aug), args.batches)
             print(_row(f"fashion_mnist, {stage.image_size} px, RandAugment 2 x {stage.ram:g}", rate,
-                       cores, _gpu_rate(stage.image_size)), flush=True)
+                       cores, h200_v2s_images_per_sec(stage.image_size)), flush=True)
     if args.profile:
         print("\n| part of the 300 px training view | images/s |\n| --- | ---: |")
         print("\n".join(profile(folder, args.batches)))

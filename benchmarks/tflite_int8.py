@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from efficientnetv2.hparams.runs import restore_model  # noqa: E402
-from efficientnetv2.serving.export import export_run, run_tflite  # noqa: E402
+from efficientnetv2.serving.export import eval_pixels, export_run, run_tflite  # noqa: E402
 
 
 def _interpreters(path: str) -> dict:
@@ -50,16 +50,8 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="tflite_int8_")
     paths = export_run(restored, folder, version=1, tflite=("none", "dynamic", "full"),
                        calibration=args.calibration_images)[1:]
-    images, labels = [], []
-    from efficientnetv2.datasets import DataInput
-    from efficientnetv2.datasets.preprocessing import NORMALIZATIONS, recipe_for
-
     config = restored.config
-    offset, scale = NORMALIZATIONS[recipe_for(config.data).normalization]
-    for batch, label in DataInput(config.data, config.eval.split, False).dataset(256, config.eval.isize):
-        images.append(np.clip(batch.numpy() * np.asarray(scale) + np.asarray(offset), 0, 255))
-        labels.append(np.argmax(label.numpy(), 1))
-    images, labels = np.concatenate(images), np.concatenate(labels)
+    images, labels = eval_pixels(config)
     if "LiteRT" not in _interpreters(paths[0]):
         print("(ai-edge-litert is not installed: LiteRT latency left out)")
     print(f"{restored.checkpoint}: {len(images)} eval images at {config.eval.isize}px, "

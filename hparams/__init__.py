@@ -78,15 +78,24 @@ NETWORK_KEYS = ("blocks", "width_coefficient", "depth_coefficient", "activation"
                 "depth_divisor", "min_depth", "stem_stride", "bn_type", "gn_groups")
 
 
-def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
-    """Fine-tuning from a run folder: the network is the run's (its blocks, scaling and stem,
-    which `data.auto` may have chosen), except keys the user set."""
+def initial_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
+    """The saved config of the run `train.ft_init_ckpt` names (a run folder or a checkpoint
+    of one); None for other initial weights."""
     from . import runs
 
     init = config.train.ft_init_ckpt
     if not runs.is_run(init):
+        return None
+    return runs.saved_config(init if os.path.isdir(init) else runs.run_folder(init))
+
+
+def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
+    """Fine-tuning from a run folder: the network is the run's (its blocks, scaling and stem,
+    which `data.auto` may have chosen), except keys the user set."""
+    run = initial_run_config(config)
+    if run is None:
         return
-    source = runs.saved_config(init if os.path.isdir(init) else runs.run_folder(init)).model
+    source = run.model
     for key in NETWORK_KEYS:
         if f"model.{key}" not in given and key in source:
             config.model[key] = source[key]
@@ -102,12 +111,9 @@ def initial_weights_normalization(config: ml_collections.ConfigDict) -> str:
     V2-B0..B3 and V1, (x - 128) / 128 for V2-S/M/L/XL and custom models)."""
     from efficientnetv2.datasets.preprocessing import recipe_for
 
-    from . import runs
-
-    init = config.train.ft_init_ckpt
-    if runs.is_run(init):
-        folder = init if os.path.isdir(init) else runs.run_folder(init)
-        return recipe_for(runs.saved_config(folder).data).normalization
+    run = initial_run_config(config)
+    if run is not None:
+        return recipe_for(run.data).normalization
     own = model_config(config.model.model_name).get("data", {})
     return recipe_for(ml_collections.ConfigDict({"augname": own.get("augname")})).normalization
 

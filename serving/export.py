@@ -197,9 +197,10 @@ def run_tflite(interpreter, image: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(("logits", "probabilities"), outputs))
 
 
-def calibration_images(config, count: int) -> np.ndarray:
-    """Up to `count` images of the run's eval split as the TFLite model takes them: the eval
-    crop and resize, pixels 0..255 (the normalisation undone)."""
+def eval_pixels(config, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `count` (default all) images of the run's eval split as the TFLite model takes
+    them: the eval crop and resize, pixels 0..255 (the normalisation undone); and their
+    labels (the first class of each)."""
     from efficientnetv2.datasets import DataInput
 
     try:
@@ -208,13 +209,14 @@ def calibration_images(config, count: int) -> np.ndarray:
         raise UserError(f"full-integer TFLite needs the run's eval images to calibrate on: {e}; "
                         "pass --data_dir=FOLDER with them") from None
     offset, scale = preprocessing.NORMALIZATIONS[preprocessing.recipe_for(config.data).normalization]
-    images, have = [], 0
-    for batch, _ in data.dataset(min(count, 64), config.eval.isize):
+    images, labels, have = [], [], 0
+    for batch, label in data.dataset(min(count or 256, 256), config.eval.isize):
         images.append(batch.numpy() * np.asarray(scale, np.float32) + np.asarray(offset, np.float32))
+        labels.append(np.argmax(label.numpy(), 1))
         have += len(images[-1])
-        if have >= count:
+        if count and have >= count:
             break
-    return np.clip(np.concatenate(images)[:count], 0, 255)
+    return np.clip(np.concatenate(images)[:count], 0, 255), np.concatenate(labels)[:count]
 
 
 def module_for_run(restored, top_k: int = 5) -> InferenceModule:
@@ -248,7 +250,7 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
                          overwrite)
     # calibration images first: a run whose eval images are gone fails before writing
-    images = calibration_images(restored.config, calibration) if "full" in tflite else None
+    images = eval_pixels(restored.config, calibration)[0] if "full" in tflite else None
     module = module_for_run(restored, top_k)
     try:
         paths = [save_saved_model(module, target)]
