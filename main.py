@@ -6,6 +6,7 @@ See README.md for every mode and flag. User mistakes print one line and exit wit
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,7 +80,7 @@ flags.DEFINE_integer("bench_steps", 10, "--mode=bench: timed training steps per 
                      lower_bound=1)
 flags.DEFINE_enum("bench_xla", "both", ("both", "on", "off"), "--mode=bench: XLA settings.")
 flags.DEFINE_string("study", None, "--mode=study: blocks, training, depth_drop or v1_vs_v2 "
-                    "(hparams/studies.yaml).")
+                    "(experiments/studies.yaml).")
 flags.DEFINE_float("study_width", 1.0, "--mode=study: multiplier of every variant's width.")
 flags.DEFINE_float("study_depth", 1.0, "--mode=study: multiplier of every variant's depth.")
 flags.DEFINE_integer("study_epochs", None, "--mode=study: epochs (default: the dataset config's).")
@@ -172,18 +173,20 @@ def model_dir(config) -> str:
     return FLAGS.model_dir or os.path.join("runs", f"{config.model.model_name}-{config.data.ds_name}")
 
 
-def make_trainer(config, need_train_data: bool, directory: str | None = None):
+def on_strategy(kind, config, directory: str | None = None):
+    """A Trainer or Evaluator (`kind`) of `config` on the strategy the flags ask for."""
     from efficientnetv2.training.strategies import split_cpu
-    from efficientnetv2.training.trainer import Trainer
 
     if FLAGS.cpu_devices > 1:
         split_cpu(FLAGS.cpu_devices)
-    return Trainer(config, directory or model_dir(config), need_train_data=need_train_data,
-                   tpu=FLAGS.tpu, tpu_zone=FLAGS.tpu_zone, gcp_project=FLAGS.gcp_project)
+    return kind(config, directory or model_dir(config), tpu=FLAGS.tpu, tpu_zone=FLAGS.tpu_zone,
+                gcp_project=FLAGS.gcp_project)
 
 
 def run_train() -> None:
-    trainer = make_trainer(build_config(), need_train_data=True)
+    from efficientnetv2.training.trainer import Trainer
+
+    trainer = on_strategy(Trainer, build_config())
     result = trainer.train(eval_every_epoch=FLAGS.mode == "traineval")
     print(f"final: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f} "
           f"at step {result.step}; checkpoints in {trainer.model_dir}")
@@ -193,30 +196,32 @@ def eval_config():
     """What --mode=eval evaluates with: the run's own saved config when --checkpoint or
     --model_dir names a run folder (evaluation sees what training saw), with the eval. keys of
     --hparam_str and --data_dir; the flags' config before training has written one."""
-    from efficientnetv2.hparams import CONFIG_FILENAME, runs
+    from efficientnetv2 import run_folder
+    from efficientnetv2.hparams import CONFIG_FILENAME
 
     folder = FLAGS.model_dir
     if FLAGS.checkpoint:
-        folder = runs.run_folder(runs.resolve_checkpoint(FLAGS.checkpoint))
-    if folder and os.path.isdir(folder) and not runs.is_run(folder) and runs.has_checkpoints(folder):
+        folder = run_folder.folder_of(run_folder.resolve_checkpoint(FLAGS.checkpoint))
+    if (folder and os.path.isdir(folder) and not run_folder.is_run(folder)
+            and run_folder.has_checkpoints(folder)):
         raise UserError(f"{folder} holds checkpoints but not the {CONFIG_FILENAME} its run wrote; "
                         "put it back (evaluation needs the run's settings)")
-    if not folder or not runs.is_run(folder):
+    if not folder or not run_folder.is_run(folder):
         config = build_config()
         return config, model_dir(config)
     data_dir = {"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {}
-    config = runs.saved_config(folder, eval_overrides() | data_dir)
+    config = run_folder.saved_config(folder, eval_overrides() | data_dir)
     print(f"evaluating with the run's saved config ({os.path.join(folder, CONFIG_FILENAME)})")
     return config, folder
 
 
 def run_eval() -> None:
-    from efficientnetv2.hparams import runs
-    from efficientnetv2.training import checkpoints
+    from efficientnetv2 import run_folder
+    from efficientnetv2.run_folder import checkpoints
+    from efficientnetv2.training.evaluator import Evaluator
 
     if using_weights():
-        config = build_config()
-        result = make_trainer(config, need_train_data=False).evaluate_weights(FLAGS.weights)
+        result = on_strategy(Evaluator, build_config()).evaluate_weights(FLAGS.weights)
         print(f"{FLAGS.weights}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, "
               f"loss {result.loss:.4f}")
         return
@@ -225,13 +230,13 @@ def run_eval() -> None:
         paths = [FLAGS.checkpoint]
     else:
         paths = checkpoints.wait_for_checkpoints(directory, FLAGS.eval_timeout)
-    trainer = None
+    evaluator = None
     for path in paths:
-        path = runs.resolve_checkpoint(path)
-        trainer = trainer or make_trainer(config, need_train_data=False, directory=directory)
-        result = trainer.evaluate_checkpoint(path)
+        path = run_folder.resolve_checkpoint(path)
+        evaluator = evaluator or on_strategy(Evaluator, config, directory)
+        result = evaluator.evaluate_checkpoint(path)
         print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
-    if trainer is None:
+    if evaluator is None:
         raise UserError(f"no checkpoint in {directory}" + (
             f" after waiting {FLAGS.eval_timeout:g}s" if FLAGS.eval_timeout else "")
             + "; train first or pass --model_dir / --checkpoint")
@@ -255,7 +260,7 @@ def using_weights() -> bool:
 
 def restored_model():
     """--weights (pretrained, for --model_name on --dataset_cfg) or the run's checkpoint."""
-    from efficientnetv2.hparams.runs import pretrained_model, restore_model
+    from efficientnetv2.run_folder import pretrained_model, restore_model
 
     if using_weights():
         return pretrained_model(build_config(), FLAGS.weights)
@@ -267,7 +272,7 @@ def run_export() -> None:
     import tensorflow as tf
 
     from efficientnetv2.errors import first_line
-    from efficientnetv2.hparams.runs import run_folder
+    from efficientnetv2.run_folder import folder_of
     from efficientnetv2.serving.export import export_run
 
     restored = restored_model()
@@ -275,7 +280,7 @@ def run_export() -> None:
         export_dir = FLAGS.export_dir or os.path.join(model_dir(restored.config), "export")
         version = FLAGS.export_version or 1
     else:
-        export_dir = FLAGS.export_dir or os.path.join(run_folder(restored.checkpoint), "export")
+        export_dir = FLAGS.export_dir or os.path.join(folder_of(restored.checkpoint), "export")
         version = FLAGS.export_version
     try:
         wanted = {"none": FLAGS.export_tflite, "dynamic": FLAGS.tflite_dynamic_int8,
@@ -321,7 +326,7 @@ def run_predict() -> None:
 
 
 def run_bench() -> None:
-    from efficientnetv2.training import benchmark
+    from efficientnetv2.experiments import bench as benchmark
 
     try:
         sizes = [int(s) for s in FLAGS.bench_sizes]
@@ -340,7 +345,7 @@ def run_bench() -> None:
 
 
 def run_study() -> None:
-    from efficientnetv2.training import studies
+    from efficientnetv2.experiments import studies
 
     if not FLAGS.study:
         raise UserError(f"--mode=study needs --study=NAME: one of {', '.join(studies.load_studies())}")
@@ -353,6 +358,12 @@ def run_study() -> None:
                                 variants=FLAGS.study_variants, config_file=FLAGS.config_file)
     print(studies.format_table(results))
     print(f"written: {out_dir}/{studies.TABLE_FILE}, {out_dir}/{studies.CURVES_FILE}")
+
+
+def in_flags(message: str) -> str:
+    """A library message as the command line says it: an argument the library names in
+    backticks (`model_dir`) that is also a flag becomes the flag (--model_dir)."""
+    return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: f"--{m[1]}" if m[1] in FLAGS else m[0], message)
 
 
 def main(argv: list[str]) -> None:
@@ -368,7 +379,7 @@ def main(argv: list[str]) -> None:
               "only when complete", file=sys.stderr)
         sys.exit(130)
     except UserError as e:
-        print(f"error: {str(e)[:2000]}", file=sys.stderr)
+        print(f"error: {in_flags(str(e))[:2000]}", file=sys.stderr)
         # TensorFlow warns at exit about a half-restored checkpoint; the error line says it all
         logging.set_verbosity(logging.ERROR)
         if "tensorflow" in sys.modules:

@@ -1,8 +1,10 @@
-"""Installs the model library `efficientnetv2` with its data, config and training packages.
+"""Installs the model library `efficientnetv2` with its data, config, run-folder, training,
+serving and experiment packages.
 
-The repository's `datasets/`, `hparams/`, `training/` and `serving/` folders install as
-`efficientnetv2.datasets`, `.hparams`, `.training` and `.serving`: nothing is
-installed under a top-level name such as `datasets`, which belongs to Hugging Face.
+The repository's `datasets/`, `hparams/`, `run_folder/`, `training/`, `serving/` and
+`experiments/` folders install as `efficientnetv2.datasets`, `.hparams`, `.run_folder`,
+`.training`, `.serving` and `.experiments`: nothing is installed under a top-level name such
+as `datasets`, which belongs to Hugging Face.
 """
 
 from setuptools import setup
@@ -14,16 +16,20 @@ setup(
                 "strings, progressive training, evaluation and export.",
     python_requires=">=3.10",
     packages=["efficientnetv2", "efficientnetv2.datasets", "efficientnetv2.hparams",
-              "efficientnetv2.training", "efficientnetv2.serving"],
+              "efficientnetv2.training", "efficientnetv2.serving", "efficientnetv2.run_folder",
+              "efficientnetv2.experiments"],
     package_dir={
         "efficientnetv2": "efficientnetv2",
         "efficientnetv2.datasets": "datasets",
         "efficientnetv2.hparams": "hparams",
         "efficientnetv2.training": "training",
         "efficientnetv2.serving": "serving",
+        "efficientnetv2.run_folder": "run_folder",
+        "efficientnetv2.experiments": "experiments",
     },
     package_data={"efficientnetv2.datasets": ["imagenet_labels.txt"],
-                  "efficientnetv2.hparams": ["studies.yaml", "demo.yaml"]},
+                  "efficientnetv2.hparams": ["demo.yaml"],
+                  "efficientnetv2.experiments": ["studies.yaml"]},
     install_requires=[
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9.9",
@@ -45,7 +51,7 @@ setup(
         # jax (CPU): the test of the model library on Keras' JAX backend.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6",
                  "tensorflow-hub>=0.16", "tf-keras>=2.21,<2.22", "jax[cpu]>=0.4"],
-        # LiteRT, the TFLite runtime of phones and boards: benchmarks/tflite_int8.py
+        # LiteRT, the TFLite runtime of phones and boards: experiments/tflite_int8.py
         "litert": ["ai-edge-litert>=2.3"],
     },
 )

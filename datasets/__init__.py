@@ -5,8 +5,8 @@ ImageNet TFRecords and the user's own image folders.
     ds = data.dataset(batch_size=64, image_size=64)
 """
 
-from .pipeline import AUGMENTATIONS, Augmentation, DataInput
+from .pipeline import AUGMENTATIONS, Augmentation, DataInput, Share
 from .registry import REGISTRY, DatasetSpec, Split, get_spec
 
-__all__ = ["AUGMENTATIONS", "REGISTRY", "Augmentation", "DataInput", "DatasetSpec", "Split",
-           "get_spec"]
+__all__ = ["AUGMENTATIONS", "REGISTRY", "Augmentation", "DataInput", "DatasetSpec", "Share",
+           "Split", "get_spec"]

@@ -163,9 +163,9 @@ def _split_layout(root: str | None, split: str) -> tuple[str, list[str], bool]:
     """(folder holding the split's class folders, class names, whether train/ and val/ are
     given) for `split` ('train', or 'eval'/'minival' for validation), checked."""
     if not root:
-        raise UserError("dataset 'imagefolder' needs --data_dir=FOLDER with one sub-folder per class")
+        raise UserError("dataset 'imagefolder' needs `data_dir`=FOLDER with one sub-folder per class")
     if not os.path.isdir(root):
-        raise UserError(f"image folder {root!r} does not exist; pass an existing folder to --data_dir")
+        raise UserError(f"image folder {root!r} does not exist; pass an existing folder to `data_dir`")
     top = _class_folders(root)
     val_name = next((v for v in VALIDATION_FOLDERS if v in top), None)
     presplit = "train" in top and val_name is not None

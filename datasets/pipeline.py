@@ -1,4 +1,4 @@
-"""tf.data input pipelines: source -> per-epoch order (shard, cache) -> preprocess ->
+"""tf.data input pipelines: source -> per-epoch order (this worker's share) -> preprocess ->
 batch -> mixup/cutmix -> prefetch. Yields (images float32 [B, S, S, 3] normalised as the
 run's recipe says, labels float32 [B, classes], one-hot or multi-hot)."""
 
@@ -25,6 +25,34 @@ class Augmentation:
     ram: float
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """What one input pipeline of several reads of the global training order: blocks of
+    `block` consecutive positions (its replicas' part of a global batch), dealt round-robin
+    to `pipelines` pipelines. So the workers of a multi-worker run together train on the
+    batches one device would, each example augmented as it would be there."""
+
+    pipelines: int = 1
+    index: int = 0
+    block: int = 1
+
+    @classmethod
+    def of(cls, context: tf.distribute.InputContext | None, batch_size: int) -> Share:
+        """The share of `context`'s pipeline, `batch_size` being per replica."""
+        if context is None or context.num_input_pipelines == 1:
+            return cls()
+        pipelines = context.num_input_pipelines
+        return cls(pipelines, context.input_pipeline_id,
+                   batch_size * context.num_replicas_in_sync // pipelines)
+
+    def keep(self, ds: tf.data.Dataset, start: int) -> tf.data.Dataset:
+        """(position, item) pairs of this share, positions counted from `start`."""
+        ds = ds.enumerate(start=start)
+        if self.pipelines == 1:
+            return ds
+        return ds.filter(lambda position, _: position // self.block % self.pipelines == self.index)
 
 
 class DataInput:
@@ -101,48 +129,51 @@ class DataInput:
             return image, target
         return fn
 
-    def _training_examples(self, seed: int, skip: int,
-                           context: tf.distribute.InputContext | None) -> tf.data.Dataset:
-        """This input pipeline's examples over endless epochs, from position `skip` on.
+    def examples(self, seed: int, skip: int = 0, share: Share | None = None) -> tf.data.Dataset:
+        """Training examples as (position, example) over endless epochs, from position `skip` on.
 
-        Epoch e has its own order, seeded by (seed, e), so that positioning costs little (a
-        source with random access: a permutation of the whole split per epoch, positioned by
-        skipping row numbers) or at most one epoch of reading unparsed records (record
-        files: a permutation of the files per epoch, then the shuffle buffer; reading resumes
-        inside the epoch only). Other streams (tfds) are reshuffled each pass and positioned
-        by reading from the stage's start.
+        Epoch e has its own order of the whole split, seeded by (seed, e), so that positioning
+        costs little (a source with random access: a permutation of the split per epoch,
+        positioned by skipping row numbers) or at most one epoch of reading unparsed records
+        (record files: a permutation of the files per epoch, then the shuffle buffer; reading
+        resumes inside the epoch only). Other streams (tfds) are reshuffled each pass and
+        positioned by reading from the stage's start. Every input pipeline computes the same
+        order and keeps its `share` of it before reading or parsing an example.
         """
-        source, buffer = self.source, self.config.shuffle_buffer
-        shards, shard = ((context.num_input_pipelines, context.input_pipeline_id)
-                         if context else (1, 0))
+        source, buffer, share = self.source, self.config.shuffle_buffer, share or Share()
         if source.table is not None or source.files is not None:
-            size = len(range(shard, source.num_examples, shards))  # this shard's epoch
-            first_epoch, within = divmod(skip, size)
+            first_epoch, within = divmod(skip, source.num_examples)
         if source.table is not None:
 
             def epoch_rows(epoch):
-                order = _permutation(size, seed, epoch)
-                return tf.data.Dataset.from_tensor_slices(order * shards + shard)
+                return tf.data.Dataset.from_tensor_slices(
+                    _permutation(source.num_examples, seed, epoch))
 
-            def example(row):
-                return source.read_item(*[tf.gather(t, row) for t in source.table])
+            def example(position, row):
+                return position, source.read_item(*[tf.gather(t, row) for t in source.table])
             rows = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_rows).skip(within)
-            return rows.map(example)
+            return share.keep(rows, skip).map(example)
         if source.files is not None:
             files = tf.constant(source.files)
 
             def epoch(index):
                 order = _permutation(len(source.files), seed, index)
-                records = source.read_files(tf.gather(files, order)).shard(shards, shard)
-                # an epoch is `size` records, as the step plan counts it, whatever the files hold
-                records = records.repeat().take(size)
+                records = source.read_files(tf.gather(files, order))
+                # an epoch is `num_examples` records, as the step plan counts it, whatever the
+                # files hold
+                records = records.repeat().take(source.num_examples)
                 return records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+
+            def example(position, record):
+                return position, source.parse(record)
             records = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(within)
-            return records.map(source.parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = source.dataset.shard(shards, shard) if shards > 1 else source.dataset
+            return share.keep(records, skip).map(example, num_parallel_calls=tf.data.AUTOTUNE,
+                                                 deterministic=True)
+        ds = source.dataset
         if self.config.cache and not source.in_memory:
             ds = ds.cache()
-        return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat().skip(skip)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat().skip(skip)
+        return share.keep(ds, skip)
 
     def dataset(self, batch_size: int, image_size: int, augmentation: Augmentation | None = None,
                 input_context: tf.distribute.InputContext | None = None,
@@ -150,28 +181,33 @@ class DataInput:
         """The pipeline; `batch_size` is per replica when `input_context` is given.
 
         Training order and randomness depend only on `seed` (default: the DataInput's) and
-        the example's position, so `skip=n` continues exactly where a pipeline that yielded
-        n examples (n a multiple of `batch_size`) stopped: how training resumes. Each epoch
+        the example's position in the global order, so `skip=n` continues exactly where
+        training that read n examples in all (a multiple of the global batch) stopped: how
+        training resumes, on any number of workers. Each epoch
         has its own seeded order, so a resume reads at most one epoch to get there.
         """
         aug = augmentation or self.augmentation()
         seed = self.seed if seed is None else seed
         if self.is_training:
-            ds = self._training_examples(seed, skip, input_context)
+            ds = self.examples(seed, skip, Share.of(input_context, batch_size))
         else:
             ds = self.source.dataset
             if input_context is not None and input_context.num_input_pipelines > 1:
                 ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
             if self.config.cache and not self.source.in_memory:
                 ds = ds.cache()
-        ds = ds.enumerate(start=skip).map(self._preprocess(image_size, aug, seed),
-                                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.enumerate()
+        preprocess = self._preprocess(image_size, aug, seed)
+        ds = ds.map(lambda position, example: (position, preprocess(position, example)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=self.is_training,
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         mixer = augment.BatchMixer(aug.mixup_alpha, aug.cutmix_alpha, seed)
-        if self.is_training and mixer.active:
-            ds = ds.enumerate(start=skip // batch_size).map(
-                mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if self.is_training and mixer.active:  # seeded by the batch's place in the global order
+            ds = ds.map(lambda positions, batch: mixer(positions[0] // batch_size, batch),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        else:
+            ds = ds.map(lambda positions, batch: batch)
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

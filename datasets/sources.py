@@ -101,12 +101,12 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
         if not _online():
             raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}) "
                             f"and this machine is offline; prepare it with tfds on a machine "
-                            f"with internet and pass --data_dir (see README.md, Data)") from None
+                            f"with internet and pass `data_dir` (see README.md, Data)") from None
         try:
             dataset, ds_info = load(download=True)
         except Exception as e:  # tfds raises many types for a missing or unreachable dataset.
             raise UserError(f"dataset {spec.name!r} split {split!r} not found (tried: {tried}); "
-                            f"tfds said: {first_line(e)}. Prepare it with tfds or pass --data_dir "
+                            f"tfds said: {first_line(e)}. Prepare it with tfds or pass `data_dir` "
                             f"(see README.md, Data)") from None
     try:
         num = ds_info.splits[info.tfds_split].num_examples
@@ -122,8 +122,8 @@ def load_idx(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
     places = [d for d in (data_dir, spec.debian_dir) if d]
     missing = idx.missing_files(data_dir, file_split) if data_dir else []
     if missing:  # never mix a user's files with the Debian package's
-        raise UserError(f"--data_dir {data_dir} holds IDX files but not {', '.join(missing)}[.gz] "
-                        f"of the {file_split} split; add them there, or leave --data_dir unset "
+        raise UserError(f"`data_dir` {data_dir} holds IDX files but not {', '.join(missing)}[.gz] "
+                        f"of the {file_split} split; add them there, or leave `data_dir` unset "
                         f"to use {spec.debian_dir or 'tfds'}")
     for directory in places:
         if idx.has_idx_files(directory, file_split):
@@ -161,7 +161,7 @@ def load_tfrecord(spec: DatasetSpec, split: str, data_dir: str | None) -> Source
     """ImageNet-style TFRecord files (see tensorflow/tpu's imagenet_to_gcs.py)."""
     info = get_split(spec, split)
     if not data_dir:
-        raise UserError(f"dataset {spec.name!r} reads TFRecord files: pass --data_dir=DIR "
+        raise UserError(f"dataset {spec.name!r} reads TFRecord files: pass `data_dir`=DIR "
                         f"holding {info.files} files")
     files = sorted(tf.io.gfile.glob(os.path.join(data_dir, info.files)))[slice(*info.file_slice)]
     if not files:
@@ -205,7 +205,7 @@ def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fractio
     if data_dir and not os.path.isdir(data_dir) and not data_dir.startswith("gs://"):
         what = "is a file, not a folder" if os.path.exists(data_dir) else "does not exist"
         raise UserError(f"data_dir {data_dir!r} {what}; pass the folder holding the dataset's "
-                        "files to --data_dir")
+                        "files to `data_dir`")
     if spec.source == "tfds":
         return load_tfds(spec, split, data_dir)
     if spec.source == "idx":

@@ -1,4 +1,4 @@
-"""Configs: base defaults, per-model and per-dataset overrides, YAML and `--hparam_str`.
+"""Configs: base defaults, per-model and per-dataset overrides, YAML and `hparam_str`.
 
     config = hparams.build_config("efficientnetv2-s", "imagenet", hparam_str="train.epochs=10")
 """
@@ -53,7 +53,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, flatten(dataset_config(dataset_cfg)), f"dataset config {dataset_cfg}")
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
-    apply_overrides(config, string_overrides, "--hparam_str")
+    apply_overrides(config, string_overrides, "`hparam_str`")
     if config.train.ft_init_ckpt:
         adopt_initial_network(config, given)
     if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
@@ -67,7 +67,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     config.train.loss_type = loss_type(config)  # recorded: a later default cannot change it
     if config.model.model_name == CUSTOM and not config.model.blocks:
         raise UserError("model 'custom' needs block strings: "
-                        "--hparam_str=model.blocks=r1_k3_s1_e1_i16_o16_c1|r2_k3_s2_e4_i16_o32")
+                        "`hparam_str`=model.blocks=r1_k3_s1_e1_i16_o16_c1|r2_k3_s2_e4_i16_o32")
     model_name_or_blocks, overrides = model_arguments(config)
     resolve_options(model_name_or_blocks, overrides)
     return config
@@ -81,12 +81,12 @@ NETWORK_KEYS = ("blocks", "width_coefficient", "depth_coefficient", "activation"
 def initial_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
     """The saved config of the run `train.ft_init_ckpt` names (a run folder or a checkpoint
     of one); None for other initial weights."""
-    from . import runs
+    from efficientnetv2 import run_folder
 
     init = config.train.ft_init_ckpt
-    if not runs.is_run(init):
+    if not run_folder.is_run(init):
         return None
-    return runs.saved_config(init if os.path.isdir(init) else runs.run_folder(init))
+    return run_folder.saved_config(init if os.path.isdir(init) else run_folder.folder_of(init))
 
 
 def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:

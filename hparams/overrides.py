@@ -1,6 +1,6 @@
-"""Overriding a config from `--hparam_str`, YAML files and dicts, with one-line errors.
+"""Overriding a config from `hparam_str`, YAML files and dicts, with one-line errors.
 
-`--hparam_str` syntax: `a.b=1,c.d=x`. Values are Python literals (parsed with
+`hparam_str` syntax: `a.b=1,c.d=x`. Values are Python literals (parsed with
 `ast.literal_eval`, never `eval`), `true`/`false` are booleans, `none` is None, `|`
 separates list items, and anything else is a string. Unknown keys and wrongly-typed values
 raise `UserError` naming the key and the closest valid keys.
@@ -42,10 +42,10 @@ def parse_hparam_str(hparam_str: str) -> dict[str, Any]:
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--hparam_str item {quoted(pair.strip())} is not key=value "
+            raise UserError(f"`hparam_str` item {quoted(pair.strip())} is not key=value "
                             f"(example: train.epochs=10,model.dropout_rate=0.3)")
         if key.strip() in flat:
-            raise UserError(f"--hparam_str sets {quoted(key.strip())} twice; keep one of them")
+            raise UserError(f"`hparam_str` sets {quoted(key.strip())} twice; keep one of them")
         flat[key.strip()] = parse_value(value)
     return flat
 
@@ -65,9 +65,9 @@ def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
 def load_yaml(path: str) -> dict[str, Any]:
     """Flat overrides from a YAML file (safe-loaded; nested sections or dotted keys)."""
     if os.path.isdir(path):
-        raise UserError(f"config file {path!r} is a folder; pass a YAML file to --config_file")
+        raise UserError(f"config file {path!r} is a folder; pass a YAML file to `config_file`")
     if not os.path.isfile(path):
-        raise UserError(f"config file {path!r} does not exist; pass a YAML file to --config_file")
+        raise UserError(f"config file {path!r} does not exist; pass a YAML file to `config_file`")
     try:
         with open(path, encoding="utf-8") as f:
             content = yaml.safe_load(f)

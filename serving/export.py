@@ -108,14 +108,14 @@ class InferenceModule(tf.Module):
 def version_dir(export_dir: str, version: int, overwrite: bool) -> str:
     """`<export_dir>/<version>`, refused (before any work) if it exists unless `overwrite`."""
     if version < 0:
-        raise UserError(f"--export_version={version} must be a non-negative integer")
+        raise UserError(f"`export_version`={version} must be a non-negative integer")
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise UserError(f"--export_dir {export_dir!r} is a file; pass a folder (versions go "
+        raise UserError(f"`export_dir` {export_dir!r} is a file; pass a folder (versions go "
                         "into <export_dir>/<version>/)")
     target = os.path.join(export_dir, str(version))
     if os.path.exists(target) and not overwrite:
-        raise UserError(f"{target} already exists; pass --overwrite to replace it or "
-                        "--export_version=N for a new version")
+        raise UserError(f"{target} already exists; pass `overwrite` to replace it or "
+                        "`export_version`=N for a new version")
     return target
 
 
@@ -207,7 +207,7 @@ def eval_pixels(config, count: int | None = None) -> tuple[np.ndarray, np.ndarra
         data = DataInput(config.data, config.eval.split, False)
     except UserError as e:
         raise UserError(f"full-integer TFLite needs the run's eval images to calibrate on: {e}; "
-                        "pass --data_dir=FOLDER with them") from None
+                        "pass `data_dir`=FOLDER with them") from None
     offset, scale = preprocessing.NORMALIZATIONS[preprocessing.recipe_for(config.data).normalization]
     images, labels, have = [], [], 0
     for batch, label in data.dataset(min(count or 256, 256), config.eval.isize):
@@ -220,7 +220,7 @@ def eval_pixels(config, count: int | None = None) -> tuple[np.ndarray, np.ndarra
 
 
 def module_for_run(restored, top_k: int = 5) -> InferenceModule:
-    """The InferenceModule of a restored run (`hparams.runs.restore_model`)."""
+    """The InferenceModule of a restored run (`run_folder.restore_model`)."""
     import yaml
 
     from efficientnetv2 import hparams
@@ -245,7 +245,7 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
     save_tflite; full is calibrated on `calibration` eval images) and, with `hub`, TF-Hub
     modules in `hub/classification` and `hub/feature_vector` (serving/hub.py); returns the
     paths."""
-    from efficientnetv2.hparams.runs import step_of
+    from efficientnetv2.run_folder.checkpoints import step_of
 
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
                          overwrite)

@@ -34,9 +34,9 @@ def image_files(paths: list[str]) -> list[str]:
         elif os.path.isfile(path):
             files.append(path)
         else:
-            raise UserError(f"--image {path!r} does not exist; give image files or folders")
+            raise UserError(f"`image` {path!r} does not exist; give image files or folders")
     if not files:
-        raise UserError("no images: pass --image=PATH (a file or folder; repeatable)")
+        raise UserError("no images: pass `image`=PATH (a file or folder; repeatable)")
     return files
 
 
@@ -86,13 +86,13 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str, top_k: int = 5,
                         eval_overrides: dict | None = None) -> Predictor:
-        from efficientnetv2.hparams.runs import restore_model
+        from efficientnetv2.run_folder import restore_model
 
         return cls.from_restored(restore_model(path, eval_overrides=eval_overrides), top_k)
 
     @classmethod
     def from_restored(cls, restored, top_k: int = 5) -> Predictor:
-        """From a run's restored model or pretrained weights (hparams.runs)."""
+        """From a run's restored model or pretrained weights (run_folder)."""
         from .export import module_for_run
 
         return cls(module_for_run(restored, top_k).serve_bytes, restored.class_names)
@@ -100,14 +100,14 @@ class Predictor:
     @classmethod
     def from_saved_model(cls, path: str) -> Predictor:
         if not os.path.isdir(path):
-            raise UserError(f"--saved_model {path!r} is not a folder; give an export folder "
-                            "or one of its version folders (a checkpoint goes to --checkpoint)")
-        from efficientnetv2.hparams.runs import saved_model_version
+            raise UserError(f"`saved_model` {path!r} is not a folder; give an export folder "
+                            "or one of its version folders (a checkpoint goes to `checkpoint`)")
+        from efficientnetv2.run_folder import saved_model_version
 
         version = saved_model_version(path)
         if version is None:
             raise UserError(f"{path} holds no SavedModel (saved_model.pb, or numbered versions "
-                            "of one); for a checkpoint or run folder use --checkpoint")
+                            "of one); for a checkpoint or run folder use `checkpoint`")
         loaded = tf.saved_model.load(version)
         with open(os.path.join(version, "assets", CLASSES_ASSET), encoding="utf-8") as f:
             names = f.read().splitlines()
@@ -158,7 +158,7 @@ def plot_predictions(files: list[str], images: list[bytes], tops: list, path: st
     try:
         fig.savefig(path, dpi=100)
     except OSError as e:
-        raise UserError(f"cannot write --plot={path}: {e.strerror or e}; give a writable .png path") from None
+        raise UserError(f"cannot write `plot`={path}: {e.strerror or e}; give a writable .png path") from None
     finally:
         plt.close(fig)
     return path

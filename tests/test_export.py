@@ -20,7 +20,7 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.datasets import DataInput
 from efficientnetv2.errors import UserError
-from efficientnetv2.hparams.runs import restore_model
+from efficientnetv2.run_folder import restore_model
 from efficientnetv2.serving.export import (
     BYTES_SIGNATURE,
     IMAGES_SIGNATURE,
@@ -153,14 +153,14 @@ def test_export_refuses_an_existing_version_unless_overwrite(run, tmp_path):
     assert path.endswith("/16")  # the checkpoint's step
     marker = os.path.join(path, "saved_model.pb")
     before = os.path.getmtime(marker)
-    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+    with pytest.raises(UserError, match="already exists; pass `overwrite`"):
         export_run(restored, str(tmp_path))
     assert os.path.getmtime(marker) == before
     export_run(restored, str(tmp_path), overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["16"]  # replaced, no scratch folders left
     assert tf.saved_model.load(path).signatures[BYTES_SIGNATURE] is not None
     (tmp_path / "a_file").write_text("keep me")
-    with pytest.raises(UserError, match="--export_dir .*a_file' is a file; pass a folder"):
+    with pytest.raises(UserError, match="`export_dir` .*a_file' is a file; pass a folder"):
         export_run(restored, str(tmp_path / "a_file"))
     assert (tmp_path / "a_file").read_text() == "keep me"
 
@@ -288,19 +288,14 @@ def test_eval_of_another_models_checkpoint_is_one_line(run, tmp_path, capsys):
 
 
 def test_the_views_benchmark_averages_what_inference_averages_for_each_view_set(run):
-    """benchmarks/test_time_views.py: each view set's figure comes from exactly the views
+    """experiments/test_time_views.py: each view set's figure comes from exactly the views
     that `inference_logits` averages for those settings (the run's black border)."""
     import dataclasses
-    import importlib.util
-    from pathlib import Path
 
     from efficientnetv2.datasets.preprocessing import eval_views
+    from efficientnetv2.experiments import test_time_views as benchmark
     from efficientnetv2.inference import inference_logits
 
-    spec = importlib.util.spec_from_file_location(
-        "test_time_views", Path(__file__).resolve().parents[1] / "benchmarks" / "test_time_views.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
     restored = restore_model(run["dir"])
     config = restored.config
     dataset = DataInput(config.data, config.eval.split, False).dataset(5, config.eval.isize)
@@ -454,6 +449,6 @@ def test_full_integer_export_without_the_eval_images_is_one_line_and_writes_noth
     restored = restore_model(run["dir"])
     with restored.config.unlocked():
         restored.config.data.data_dir = str(tmp_path / "moved")
-    with pytest.raises(UserError, match="needs the run's eval images to calibrate on: .*--data_dir"):
+    with pytest.raises(UserError, match="needs the run's eval images to calibrate on: .*`data_dir`"):
         export_run(restored, str(tmp_path / "export"), version=1, tflite=("full",))
     assert not os.path.exists(tmp_path / "export" / "1")

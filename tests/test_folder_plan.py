@@ -159,9 +159,9 @@ def test_a_run_written_before_newer_keys_still_loads_and_fine_tunes(tmp_path):
                          ("data", "aug_consts_size")):
         del saved[section][key]
     path.write_text(yaml.safe_dump(saved))
-    from efficientnetv2.hparams import runs
+    from efficientnetv2 import run_folder
 
-    old = runs.saved_config(str(tmp_path / "run"))
+    old = run_folder.saved_config(str(tmp_path / "run"))
     assert (old.model.bn_type, old.train.nesterov, old.data.aug_consts_size) == ("bn", True, 224)
     assert hparams.model_arguments(old)[1]["bn_type"] == "bn"
     config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={

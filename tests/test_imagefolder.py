@@ -82,7 +82,7 @@ def test_folder_mistakes_are_one_line_errors(tmp_path, make, message):
 def test_missing_folder_and_missing_flag():
     with pytest.raises(UserError, match="does not exist"):
         scan_image_folder("/no/such/images", "train")
-    with pytest.raises(UserError, match="needs --data_dir"):
+    with pytest.raises(UserError, match="needs `data_dir`"):
         scan_image_folder(None, "train")
 
 

@@ -1,14 +1,8 @@
-"""benchmarks/peer_fit.py: the peer's input pipeline (its training is a 7-minute benchmark)."""
-
-import importlib.util
-from pathlib import Path
+"""experiments/peer_fit.py: the peer's input pipeline (its training is a 7-minute benchmark)."""
 
 import numpy as np
 
-SPEC = importlib.util.spec_from_file_location(
-    "peer_fit", Path(__file__).resolve().parents[1] / "benchmarks" / "peer_fit.py")
-peer_fit = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(peer_fit)
+from efficientnetv2.experiments import peer_fit
 
 
 def test_peer_pipeline_resizes_scales_and_pads_with_the_background():

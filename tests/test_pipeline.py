@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from conftest import data_config
 
-from efficientnetv2.datasets import Augmentation, DataInput
+from efficientnetv2.datasets import Augmentation, DataInput, Share
 from efficientnetv2.datasets.preprocessing import center_crop, normalize, recipe_for
 from efficientnetv2.training.progressive import all_stages
 
@@ -107,13 +107,13 @@ def test_augname_none_from_the_command_line(idx_dir):
 
 
 def _keys(dataset, count):
-    return [image.numpy().tobytes() for image, _ in dataset.take(count)]
+    return [image.numpy().tobytes() for _, (image, _) in dataset.take(count)]
 
 
 def test_every_epoch_is_a_new_permutation_and_resume_skips_whole_epochs(train_data):
     """Training order: each epoch shows every example once, in its own order; a resume late
     in a run starts at its position without reading the epochs before it."""
-    whole = _keys(train_data._training_examples(3, 0, None), 3 * 40)
+    whole = _keys(train_data.examples(3), 3 * 40)
     epochs = [whole[i * 40:(i + 1) * 40] for i in range(3)]
     split = {image.numpy().tobytes() for image, _ in train_data.source.dataset}
     assert all(len(e) == 40 and set(e) == split for e in epochs)
@@ -124,11 +124,14 @@ def test_every_epoch_is_a_new_permutation_and_resume_skips_whole_epochs(train_da
         tf.py_function(lambda: reads.append(1), [], [])
         return image, label
     train_data.source = dataclasses.replace(train_data.source, read_item=counted)
-    assert _keys(train_data._training_examples(3, 2 * 40 + 7, None), 10) == whole[87:97]
+    assert _keys(train_data.examples(3, 2 * 40 + 7), 10) == whole[87:97]
     assert len(reads) == 10  # nothing before the position was read
-    shards = [_keys(train_data._training_examples(3, 0, tf.distribute.InputContext(2, i, 1)), 20)
-              for i in range(2)]
-    assert set(shards[0]) | set(shards[1]) == split and not set(shards[0]) & set(shards[1])
+    # two workers, each with blocks of 3: together the one-device order, block by block,
+    # each reading only its own examples
+    reads.clear()
+    shares = [_keys(train_data.examples(3, 2 * 40 + 4, Share(2, i, 3)), 6) for i in range(2)]
+    assert shares[0][:3] + shares[1][:3] + shares[0][3:] + shares[1][3:] == whole[84:96]
+    assert len(reads) == 12
 
 
 def test_record_files_epochs_are_permutations_and_resume_inside_one_epoch(tmp_path):
@@ -146,7 +149,7 @@ def test_record_files_epochs_are_permutations_and_resume_inside_one_epoch(tmp_pa
     data.source = dataclasses.replace(data.source, num_examples=20)  # the files' count
 
     def labels(skip, count):
-        return [int(label) for _, label in data._training_examples(1, skip, None).take(count)]
+        return [int(label) for _, (_, label) in data.examples(1, skip).take(count)]
     whole = labels(0, 60)
     assert [sorted(whole[i:i + 20]) for i in (0, 20, 40)] == [list(range(20))] * 3
     assert whole[:20] != whole[20:40]
@@ -163,8 +166,8 @@ def test_no_epoch_of_a_class_sorted_folder_comes_out_in_class_runs(train_data):
         train_data.source, table=(tf.constant(labels),), num_examples=size,
         read_item=lambda label: label)
     for seed in (0, 1):
-        order = np.fromiter(train_data._training_examples(seed, 0, None).take(20 * size).as_numpy_iterator(),
-                            np.int64)
+        order = np.fromiter((label for _, label in
+                             train_data.examples(seed).take(20 * size).as_numpy_iterator()), np.int64)
         for epoch in range(20):
             batches = order[epoch * size:(epoch + 1) * size][:size // batch * batch].reshape(-1, batch)
             top_share = np.mean([np.bincount(b, minlength=classes).max() / batch for b in batches])

@@ -51,7 +51,7 @@ def test_imagenet_tfrecords(tmp_path):
     assert images.shape == (3, 32, 32, 3)
     assert list(labels.numpy().argmax(1)) == [0, 1, 2]  # 1-based labels made 0-based
     assert DataInput(config.data, "trainval", True, data_dir=str(tmp_path)).num_classes == 1000
-    with pytest.raises(UserError, match="pass --data_dir"):
+    with pytest.raises(UserError, match="pass `data_dir`"):
         DataInput(config.data, "eval", False)
 
 

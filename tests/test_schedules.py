@@ -94,13 +94,13 @@ def test_multi_hot_labels_train_softmax_on_labels_scaled_to_one_as_the_original(
 
 
 def test_top_k_counts_the_first_positive_label_as_the_original():
-    from efficientnetv2.training.trainer import _correct
+    from efficientnetv2.training.evaluator import top_k_hits
 
     labels = np.array([[0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], "float32")
     logits = np.array([[0, 1, 3, 0, 0, 0], [5, 0, 0, 0, 0, 0]], "float32")
     # example 0: top-1 is class 2, a positive label, but not the first one (class 1)
-    assert float(_correct(labels, logits, 1)) == 1.0
-    assert float(_correct(labels, logits, 5)) == 2.0
+    assert float(top_k_hits(labels, logits, 1)) == 1.0
+    assert float(top_k_hits(labels, logits, 5)) == 2.0
 
 
 def test_rmsprop_steps_equal_the_formula():

@@ -26,9 +26,9 @@ SAME_MATH = ("model.blocks=" + "|".join(TINY_BLOCKS) + ",model.feature_size=32,"
              "train.lr_warmup_epoch=1,train.stages=0")
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    return idx_folder(tmp_path / "data", 128, 40, seed=1)
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return idx_folder(tmp_path_factory.mktemp("strategies") / "data", 128, 40, seed=1)
 
 
 def train_losses(model_dir) -> list[float]:
@@ -36,18 +36,27 @@ def train_losses(model_dir) -> list[float]:
             if r["kind"] == "train"]
 
 
-def test_mirrored_over_two_cpus_follows_the_one_device_trajectory(data_dir, tmp_path):
-    runs = {}
-    for name, extra in (("one", []), ("two", ["--cpu_devices=2"])):
-        strategy = "gpus" if extra else "default"
-        result = run_main("--mode=train", "--model_name=custom", "--dataset_cfg=fashion_mnist",
-                          f"--data_dir={data_dir}", f"--model_dir={tmp_path / name}", *extra,
-                          f"--hparam_str={SAME_MATH},runtime.strategy={strategy}")
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs[name] = result.stdout
-    assert "global batch 16 = 8 per replica x 2 replica(s)" in runs["two"]
-    assert "global batch 16 = 16 per replica x 1 replica(s)" in runs["one"]
-    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+def _train_here(data_dir, model_dir, strategy: str, *flags) -> str:
+    result = run_main("--mode=train", "--model_name=custom", "--dataset_cfg=fashion_mnist",
+                      f"--data_dir={data_dir}", f"--model_dir={model_dir}", *flags,
+                      f"--hparam_str={SAME_MATH},runtime.strategy={strategy}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def one_device_run(data_dir, tmp_path_factory):
+    """The reference: the same 16 steps on one device."""
+    run = tmp_path_factory.mktemp("one_device") / "run"
+    stdout = _train_here(data_dir, run, "default")
+    assert "global batch 16 = 16 per replica x 1 replica(s)" in stdout
+    return run
+
+
+def test_mirrored_over_two_cpus_follows_the_one_device_trajectory(data_dir, one_device_run, tmp_path):
+    stdout = _train_here(data_dir, tmp_path / "two", "gpus", "--cpu_devices=2")
+    assert "global batch 16 = 8 per replica x 2 replica(s)" in stdout
+    one, two = train_losses(one_device_run), train_losses(tmp_path / "two")
     assert len(one) == len(two) == 16
     # Same data, same math; only the order of float sums differs. Tolerance: 1e-4 relative.
     np.testing.assert_allclose(two, one, rtol=1e-4)
@@ -92,10 +101,9 @@ def _weights(checkpoint: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def two_worker_run(tmp_path_factory):
+def two_worker_run(data_dir, tmp_path_factory):
     """An uninterrupted two-worker run of 2 epochs (16 steps)."""
     root = tmp_path_factory.mktemp("multiworker")
-    data_dir = idx_folder(root / "data", 128, 40, seed=1)
     outputs = _finish(_start_workers(data_dir, root / "run", epochs=2))
     return {"data": data_dir, "dir": root / "run", "outputs": outputs}
 
@@ -107,6 +115,17 @@ def test_two_workers_on_localhost_finish_and_agree(two_worker_run):
     assert "2 replica(s)" in outputs[0]
     assert os.path.exists(run / "ckpt-16.index")  # written by the chief only
     assert len(train_losses(run)) == 16
+
+
+def test_two_workers_train_on_the_batches_of_one_device(two_worker_run, one_device_run):
+    """Each worker reads its block of every global batch of the one-device order, augmented
+    as there: two workers compute what one device does (only float sums differ)."""
+    np.testing.assert_allclose(train_losses(two_worker_run["dir"]), train_losses(one_device_run),
+                               rtol=1e-4)
+    workers, one = _weights(str(two_worker_run["dir"] / "ckpt-16")), _weights(str(one_device_run / "ckpt-16"))
+    assert workers.keys() == one.keys() and len(one) > 10
+    for name, value in one.items():
+        np.testing.assert_allclose(workers[name], value, rtol=1e-3, atol=1e-5, err_msg=name)
 
 
 def test_a_killed_worker_stops_the_other_and_a_restart_resumes_exactly(two_worker_run, tmp_path):

@@ -13,7 +13,9 @@ from test_main import assert_one_line_error, main_in_process
 import efficientnetv2
 from efficientnetv2 import decode_block_strings
 from efficientnetv2.errors import UserError
-from efficientnetv2.training import benchmark, reporting, studies
+from efficientnetv2.experiments import bench as benchmark
+from efficientnetv2.experiments import studies
+from efficientnetv2.training import reporting
 from efficientnetv2.training.progressive import all_stages
 
 TOY = studies.StudySizes(width=0.25, depth=0.25, epochs=1, image_size=16, train_examples=64,
@@ -96,7 +98,7 @@ def test_a_study_folder_refuses_other_settings(finished_study):
     with pytest.raises(UserError, match="holds the 'depth_drop' study"):
         studies.run_study("training", TOY, "fashion_mnist", out, "custom", data, TINY_STRING,
                           verbose=False)
-    with pytest.raises(UserError, match="--study_variants: nope not in the 'depth_drop' study"):
+    with pytest.raises(UserError, match="`study_variants`: nope not in the 'depth_drop' study"):
         studies.run_study("depth_drop", TOY, "fashion_mnist", out, variants=["nope"])
     assert open(os.path.join(out, studies.TABLE_FILE)).read() == table
 
@@ -141,16 +143,10 @@ def test_benchmark_rows_make_the_table(monkeypatch):
         return efficientnetv2.get_model(TINY_BLOCKS, classes, input_shape=input_shape,
                                         feature_size=32)
 
-    full_size = benchmark._config
-
-    def tiny_config(model_name, image_size, batch_size, steps, xla, overrides=""):
-        return full_size(model_name, image_size, batch_size, steps, xla,
-                         ",".join(filter(None, [TINY_STRING, overrides])))
-
-    monkeypatch.setattr(benchmark, "_config", tiny_config)
     monkeypatch.setitem(benchmark.KERAS_APPLICATIONS, "efficientnetv2-b0", EfficientNetV2Tiny)
     rows = benchmark.run_benchmark(["efficientnetv2-b0"], [32], batch_size=4, steps=2,
-                                   xla_modes=(False,), log=lambda line: None)
+                                   xla_modes=(False,), log=lambda line: None,
+                                   overrides=TINY_STRING)
     (row,) = rows
     assert row.ours_step_s > 0 and row.keras_step_s > 0 and row.multiply_adds > 0
     table = benchmark.format_table(rows, peak_flops=1e11)

@@ -11,8 +11,9 @@ from conftest import TINY_BLOCKS, hparam_string, idx_folder
 
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
-from efficientnetv2.hparams import runs
-from efficientnetv2.training import checkpoints, reporting
+from efficientnetv2.run_folder import checkpoints
+from efficientnetv2.training import reporting
+from efficientnetv2.training.evaluator import Evaluator
 from efficientnetv2.training.optimization import ema_decay_at
 from efficientnetv2.training.progressive import all_stages
 from efficientnetv2.training.restore import load_initial_weights
@@ -41,6 +42,7 @@ def tiny_config(data_dir, extra: str = ""):
 def test_per_stage_values_at_every_step_equal_the_formulas(data_dir, tmp_path):
     config = tiny_config(data_dir, ",data.augname=randaug")
     trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    assert config.model.num_classes is None and trainer.config.model.num_classes == 10  # a copy
     trainer.train()
     rows = [r for r in reporting.read_log(str(tmp_path / "run" / reporting.LOG_FILE))
             if r["kind"] == "train"]
@@ -82,7 +84,7 @@ def test_eval_of_the_saved_checkpoint_reproduces_the_logged_accuracy(data_dir, t
     evals = [r for r in reporting.read_log(f"{model_dir}/{reporting.LOG_FILE}") if r["kind"] == "eval"]
     assert float(evals[-1]["accuracy"]) == pytest.approx(final.top1)
     tf.keras.backend.clear_session()
-    evaluator = Trainer(tiny_config(data_dir), model_dir, verbose=False, need_train_data=False)
+    evaluator = Evaluator(tiny_config(data_dir), model_dir, verbose=False)
     again = evaluator.evaluate_checkpoint(tf.train.latest_checkpoint(model_dir))
     assert again.step == final.step == 32
     assert again.top1 == pytest.approx(final.top1) and again.loss == pytest.approx(final.loss, rel=1e-5)
@@ -99,10 +101,11 @@ def test_best_holds_the_checkpoint_of_the_highest_evaluation(data_dir, tmp_path)
     assert len(evals) == 6
     scores = [float(r["accuracy"]) for r in evals]
     best_step = int(evals[scores.index(max(scores))]["step"])
-    assert runs.step_of(tf.train.latest_checkpoint(f"{model_dir}/best")) == best_step
+    assert checkpoints.step_of(tf.train.latest_checkpoint(f"{model_dir}/best")) == best_step
+    assert checkpoints.step_of("/runs/my-run/ckpt-12") == 12
+    assert checkpoints.step_of("/runs/my-run/final") == 0  # renamed: no step in the name
     tf.keras.backend.clear_session()
-    evaluator = Trainer(tiny_config(data_dir, ",train.stages=0"), model_dir, verbose=False,
-                        need_train_data=False)
+    evaluator = Evaluator(tiny_config(data_dir, ",train.stages=0"), model_dir, verbose=False)
     again = evaluator.evaluate_checkpoint(tf.train.latest_checkpoint(f"{model_dir}/best"))
     assert again.top1 == pytest.approx(max(scores))
 
@@ -112,8 +115,9 @@ def test_ema_weights_are_swapped_in_for_eval_and_back(data_dir, tmp_path):
                       verbose=False)
     trainer.train()
     swapped = trainer.variables + trainer.statistics  # the batch-norm statistics too
-    assert len(trainer.statistics) == 2 * len([layer for layer in trainer.model._flatten_layers()
-                                               if isinstance(layer, keras.layers.BatchNormalization)])
+    norms = {v.path.rsplit("/", 1)[0] for v in trainer.model.non_trainable_variables
+             if v.path.endswith("/moving_mean")}
+    assert len(norms) > 5 and len(trainer.statistics) == 2 * len(norms)
     before = [v.numpy() for v in swapped]
     with trainer.ema_weights():
         inside = [v.numpy() for v in swapped]
@@ -132,7 +136,7 @@ def test_batch_norm_statistics_are_averaged_with_the_step_decay(data_dir, tmp_pa
     trainer = Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), str(tmp_path / "r"),
                       verbose=False)
     start = [a.numpy() for a in trainer.statistic_averages]
-    trainer.make_train_loop()(trainer._stage_iterator(trainer.stages[0], 0), tf.constant(1))
+    trainer.make_train_loop()(trainer.stage_batches(trainer.stages[0], 0), tf.constant(1))
     decay = float(ema_decay_at(trainer.config.train.ema_decay, 0))  # the first step's
     assert any(not np.allclose(s.numpy(), initial) for s, initial in zip(trainer.statistics, start))
     for statistic, average, initial in zip(trainer.statistics, trainer.statistic_averages, start):
@@ -188,7 +192,7 @@ def test_fine_tuning_copies_all_but_a_different_classifier(data_dir, tmp_path):
     messages = []
     load_initial_weights(target, model_dir, None, use_ema=True, log=messages.append)
     by_path = {v.path: a.numpy() for v, a in source.ema_pairs}
-    for variable in target.trainable_variables + runs.batch_norm_statistics(target):
+    for variable in target.trainable_variables + checkpoints.batch_norm_statistics(target):
         if variable.path.startswith("predictions"):
             assert variable.shape[-1] == 5 or variable.shape == (5,)
         else:
@@ -244,7 +248,7 @@ def test_bad_batch_and_strategy_are_user_errors(data_dir, tmp_path, monkeypatch)
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(UserError, match="needs TF_CONFIG"):
         Trainer(tiny_config(data_dir, ",runtime.strategy=multiworker"), str(tmp_path / "r"))
-    with pytest.raises(UserError, match="needs --tpu"):
+    with pytest.raises(UserError, match="needs `tpu`"):
         Trainer(tiny_config(data_dir, ",runtime.strategy=tpu"), str(tmp_path / "r"))
 
 
@@ -260,9 +264,9 @@ def test_waiting_for_checkpoints_yields_each_new_one_then_times_out(tmp_path):
 
 
 def test_mixed_float16_uses_dynamic_loss_scaling(data_dir, tmp_path, monkeypatch):
-    from efficientnetv2.training import trainer as trainer_module
+    from efficientnetv2.training import evaluator
 
-    monkeypatch.setattr(trainer_module, "mixed_precision_policy", lambda *_: "mixed_float16")
+    monkeypatch.setattr(evaluator, "mixed_precision_policy", lambda *_: "mixed_float16")
     same = ",train.epochs=1,train.stages=0,model.dropout_rate=0,model.survival_prob=1.0"
     trainer = Trainer(tiny_config(data_dir, same), str(tmp_path / "r"), verbose=False)
     assert type(trainer.optimizer).__name__ == "LossScaleOptimizer"
@@ -271,13 +275,13 @@ def test_mixed_float16_uses_dynamic_loss_scaling(data_dir, tmp_path, monkeypatch
     # with the same initial weights, divided by the scale they agree
     images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (8, 24, 24, 3)), tf.float32)
     labels = tf.one_hot(np.arange(8) % 10, 10)
-    scaled, _ = trainer._compute(images, labels, tf.constant(0.0))
+    scaled, _ = trainer.loss_and_gradients(images, labels, tf.constant(0.0))
     scale = float(trainer.optimizer.dynamic_scale)
     assert scale >= 2.0**10
-    monkeypatch.setattr(trainer_module, "mixed_precision_policy", lambda *_: "float32")
+    monkeypatch.setattr(evaluator, "mixed_precision_policy", lambda *_: "float32")
     twin = Trainer(tiny_config(data_dir, same), str(tmp_path / "t"), verbose=False)
     twin.model.set_weights(trainer.model.get_weights())
-    plain, _ = twin._compute(images, labels, tf.constant(0.0))
+    plain, _ = twin.loss_and_gradients(images, labels, tf.constant(0.0))
     unscaled = np.concatenate([tf.reshape(tf.cast(g, tf.float32), [-1]).numpy() / scale
                                for g in scaled])
     reference = np.concatenate([tf.reshape(g, [-1]).numpy() for g in plain])
@@ -288,12 +292,12 @@ def test_mixed_float16_uses_dynamic_loss_scaling(data_dir, tmp_path, monkeypatch
 @pytest.mark.parametrize("loss_type", ["softmax", "sigmoid"])
 def test_evaluation_and_export_follow_train_loss_type(data_dir, tmp_path, loss_type):
     """One rule (hparams.loss_type) for training, evaluation and the exported model."""
-    from efficientnetv2.hparams.runs import RestoredModel
+    from efficientnetv2.run_folder import RestoredModel
     from efficientnetv2.serving.export import module_for_run
 
     config = tiny_config(data_dir, f",train.loss_type={loss_type},data.max_eval_examples=16,"
                                    "train.ema_decay=0")  # the model's own (random) weights
-    trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+    trainer = Evaluator(config, str(tmp_path / "run"), verbose=False)
     result = trainer.evaluate()
     images, labels = next(iter(trainer.eval_data.dataset(16, config.eval.isize)))
     logits = trainer.model(images, training=False)
@@ -313,12 +317,12 @@ def test_evaluation_and_export_follow_train_loss_type(data_dir, tmp_path, loss_t
 def test_flip_average_evaluates_and_serves_the_mean_of_both_mirror_images(data_dir, tmp_path):
     """`eval.flip_average`: evaluation's loss and the exported module's logits are those of
     the mean logits of each image and its mirror image, not of the image alone."""
-    from efficientnetv2.hparams.runs import RestoredModel
+    from efficientnetv2.run_folder import RestoredModel
     from efficientnetv2.serving.export import module_for_run
 
     config = tiny_config(data_dir, ",eval.flip_average=true,data.max_eval_examples=16,"
                                    "train.ema_decay=0")
-    trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+    trainer = Evaluator(config, str(tmp_path / "run"), verbose=False)
     images, labels = next(iter(trainer.eval_data.dataset(16, config.eval.isize)))
     plain = trainer.model(images, training=False)
     averaged = (plain + trainer.model(images[:, :, ::-1], training=False)) / 2
@@ -349,13 +353,13 @@ def test_shift_average_evaluates_and_serves_the_mean_of_the_moved_views(data_dir
     module's logits are those of the mean logits of each image, the image moved 2 pixels
     each way (and diagonally with `eval.shift_diagonal`) with black filling the border, and
     the mirror images of all five (nine)."""
-    from efficientnetv2.hparams.runs import RestoredModel
+    from efficientnetv2.run_folder import RestoredModel
     from efficientnetv2.serving.export import module_for_run
 
     config = tiny_config(data_dir, ",eval.flip_average=true,eval.shift_average=2,"
                                    f"eval.shift_diagonal={str(diagonal).lower()},"
                                    "data.max_eval_examples=16,train.ema_decay=0")
-    trainer = Trainer(config, str(tmp_path / "run"), verbose=False, need_train_data=False)
+    trainer = Evaluator(config, str(tmp_path / "run"), verbose=False)
     moves = [(2, 0), (-2, 0), (0, 2), (0, -2)]
     moves += [(2, 2), (2, -2), (-2, 2), (-2, -2)] if diagonal else []
     assert trainer.eval_views.count() == 2 * (1 + len(moves))
@@ -387,8 +391,8 @@ def test_a_shift_average_below_zero_or_the_image_size_is_a_one_line_error(data_d
                                                                           shift):
     with pytest.raises(UserError, match=f"eval.shift_average={shift} must be 0 .* under "
                                         "eval.isize=16"):
-        Trainer(tiny_config(data_dir, f",eval.isize=16,eval.shift_average={shift}"),
-                str(tmp_path / "run"), verbose=False, need_train_data=False)
+        Evaluator(tiny_config(data_dir, f",eval.isize=16,eval.shift_average={shift}"),
+                  str(tmp_path / "run"), verbose=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -456,7 +460,7 @@ def test_a_lost_evaluation_is_run_on_resume_and_a_rerun_adds_no_rows(data_dir, t
 
 def test_a_model_dir_too_long_for_the_files_of_a_run_is_one_line(tmp_path):
     deep = str(tmp_path / "/".join(["d" * 200] * 20))  # about 4,000 characters
-    with pytest.raises(UserError, match=r"--model_dir is [\d,]+ characters long; .* choose a shorter"):
+    with pytest.raises(UserError, match=r"`model_dir` is [\d,]+ characters long; .* choose a shorter"):
         checkpoints.check_writable(deep)
     checkpoints.check_writable(str(tmp_path / "run"))  # an ordinary one passes
 
@@ -527,9 +531,9 @@ def test_the_l2_term_adds_decay_times_each_decayed_weight_to_its_gradient(data_d
     trainer = Trainer(config, str(tmp_path / "r"), verbose=False)
     images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (8, 24, 24, 3)), tf.float32)
     labels = tf.one_hot(np.arange(8) % trainer.num_classes, trainer.num_classes)
-    without, _ = trainer._compute(images, labels, tf.constant(0.0))
+    without, _ = trainer.loss_and_gradients(images, labels, tf.constant(0.0))
     decay = 0.01
-    with_decay, _ = trainer._compute(images, labels, tf.constant(decay))
+    with_decay, _ = trainer.loss_and_gradients(images, labels, tf.constant(decay))
     decayed = {id(v) for v in trainer.decayed}
     excluded = [v for v in trainer.variables if id(v) not in decayed]
     assert excluded and all(re.search("gamma|beta|bias", v.path) for v in excluded)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from efficientnetv2.hparams.runs import is_run, restore_model
 from efficientnetv2.pretrained import copy_layers, layer_values, load_pretrained
+from efficientnetv2.run_folder import is_run, restore_model
 
 
 def load_initial_weights(model, path: str, model_name: str | None, use_ema: bool = True,

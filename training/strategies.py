@@ -36,7 +36,7 @@ def make_strategy(name: str, tpu: str | None = None, tpu_zone: str | None = None
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         if not tpu:
-            raise UserError("runtime.strategy=tpu needs --tpu=NAME (and --tpu_zone, --gcp_project)")
+            raise UserError("runtime.strategy=tpu needs `tpu`=NAME (and `tpu_zone`, `gcp_project`)")
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
             tpu, zone=tpu_zone, project=gcp_project)
         tf.config.experimental_connect_to_cluster(resolver)

@@ -2,7 +2,7 @@
 resume exactly, evaluation; one device, several GPUs, several machines or a TPU.
 
     trainer = Trainer(config, model_dir)
-    trainer.train(eval_every_epoch=False)   # or trainer.evaluate() on the latest checkpoint
+    trainer.train(eval_every_epoch=False)   # evaluation alone: evaluator.Evaluator
 
 A step is a tf.GradientTape pass run by `strategy.run`; `runtime.iterations_per_loop` steps run
 inside one tf.function (the original's `iterations_per_loop`), XLA-compiled with `runtime.xla`.
@@ -13,7 +13,6 @@ counter, which the checkpoint holds.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
@@ -22,120 +21,48 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import efficientnetv2
-from efficientnetv2 import hparams
+from efficientnetv2 import hparams, run_folder
 from efficientnetv2.datasets import DataInput
-from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe, eval_views
+from efficientnetv2.datasets.preprocessing import describe_augmentation, describe_recipe
 from efficientnetv2.errors import UserError, first_line
-from efficientnetv2.hparams import runs
-from efficientnetv2.inference import inference_logits
+from efficientnetv2.run_folder import checkpoints
 
-from . import checkpoints, optimization, reporting
-from .progressive import StepPlan, all_stages, num_stages
+from . import optimization, reporting
+from .evaluator import EvalResult, Evaluator, top_k_hits
+from .progressive import StepPlan, num_stages
 from .schedules import learning_rate_schedule, weight_decay
-from .strategies import is_chief, make_strategy
 
 
-@dataclasses.dataclass
-class EvalResult:
-    step: int
-    loss: float
-    top1: float
-    top5: float
-    count: int
-    image_size: int
-    confusion: np.ndarray | None = None  # [true, predicted] counts (single-label, few classes)
-    multilabel: dict | None = None  # global AP, precision and recall at 1 and 5 (multi-label)
-
-
-def mixed_precision_policy(config, strategy: tf.distribute.Strategy) -> str:
-    """float32, or mixed_float16 on GPU / mixed_bfloat16 on TPU and CPU when
-    `runtime.mixed_precision` is true (unset: on for GPU and TPU)."""
-    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
-    enabled = config.runtime.mixed_precision
-    if enabled is None:
-        enabled = on_tpu or on_gpu
-    if not enabled:
-        return "float32"
-    return "mixed_float16" if on_gpu and not on_tpu else "mixed_bfloat16"
-
-
-class Trainer:
-    """Builds data, model, optimizer and checkpoints for a config; trains and evaluates."""
+class Trainer(Evaluator):
+    """Trains a config's model into `model_dir`: progressive stages, the weight-decay ramp,
+    EMA, checkpoints that resume exactly; evaluates as its Evaluator does."""
 
     def __init__(self, config, model_dir: str, strategy: tf.distribute.Strategy | None = None,
-                 verbose: bool = True, need_train_data: bool = True, **tpu_flags):
-        self.config = config
-        self.model_dir = model_dir
-        self.strategy = strategy or make_strategy(config.runtime.strategy, **tpu_flags)
-        self.chief = is_chief(self.strategy)
-        self.verbose = verbose and self.chief
+                 verbose: bool = True, **tpu_flags):
+        super().__init__(config, model_dir, strategy, verbose, **tpu_flags)
+        config = self.config
         self._seconds_per_step: float | None = None  # of the latest training loop
         self._estimated = False  # the run-time estimate is printed once
-        self.replicas = self.strategy.num_replicas_in_sync
-        self.policy = mixed_precision_policy(config, self.strategy)
-        # XLA cannot compile a replica's step on logical CPU devices (variables of the other
-        # devices): with several CPU replicas (tests, trying out) the steps run without it.
-        on_cpu = not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-        xla = config.runtime.xla if config.runtime.xla is not None else not on_cpu
-        self.xla = bool(xla) and (self.replicas == 1 or not on_cpu)
-        keras.config.set_dtype_policy(self.policy)
-        seed = config.train.seed
-        keras.utils.set_random_seed(seed)
-
-        self.eval_data = DataInput(config.data, config.eval.split, False, seed=seed)
-        self.eval_views = eval_views(config)
-        self.train_data = (DataInput(config.data, config.train.split, True, seed=seed)
-                           if need_train_data else None)
-        data = self.train_data or self.eval_data
-        self.num_classes = config.model.num_classes or data.num_classes
-        if data.num_classes != self.num_classes:
-            raise UserError(f"model.num_classes={self.num_classes} but {config.data.ds_name} has "
-                            f"{data.num_classes} classes; unset model.num_classes")
-        with config.unlocked():
-            config.model.num_classes = self.num_classes
-        self.class_names = data.class_names
-        for split in filter(None, (self.train_data, self.eval_data)):
-            count = f"{split.num_examples:,}" if split.num_examples is not None else "unknown"
-            self._log(f"data: {split.split} split from {split.source.origin} ({count} images)")
-        self._eval_fns = {}  # image size -> compiled evaluation
-        self.loss_type = hparams.loss_type(config)
-        self.stages = all_stages(config)
-        self.plan = self._plan() if need_train_data else None
-
+        self.plan = self._plan()
         with self.strategy.scope():
-            self.model = self._build_model()
             self.dropout = next((layer for layer in self.model.layers
                                  if layer.name == "top_dropout"), None)
-            self.variables = optimization.trained_variables(self.model, config.train.varsexp)
             self.decayed = optimization.decayed_variables(self.variables,
                                                           config.train.weight_decay_exclude)
             self.weight_decay = _scalar_variable(config.train.weight_decay, "weight_decay")
             self.ema_decay = _scalar_variable(config.train.ema_decay, "ema_decay")
-            steps_per_epoch = self.plan.steps_per_epoch if self.plan else 1
-            total = self.plan.total_steps if self.plan else 1
-            self.learning_rate = learning_rate_schedule(config.train, steps_per_epoch, total)
+            self.learning_rate = learning_rate_schedule(config.train, self.plan.steps_per_epoch,
+                                                        self.plan.total_steps)
             self.optimizer = optimization.build_optimizer(
                 config.train, self.learning_rate, mixed_float16=self.policy == "mixed_float16",
                 weight_decay=self.weight_decay)
             self.optimizer.build(self.variables)
             self.loss_fn = optimization.loss_function(self.loss_type, config.train.label_smoothing)
-            self.eval_loss_fn = optimization.loss_function(self.loss_type, 0.0)
-            # The EMA of the trained weights and of the batch-norm statistics, updated after
-            # each step with the same decay (train.ema_decay > 0).
-            ema = config.train.ema_decay > 0
-            self.averages = [optimization.average_of(v) for v in self.variables] if ema else []
-            self.statistics = runs.batch_norm_statistics(self.model) if ema else []
-            self.statistic_averages = [optimization.average_of(v) for v in self.statistics]
-        self.ema_pairs = (list(zip(self.variables, self.averages))
-                          + list(zip(self.statistics, self.statistic_averages)))
         seeds = [v.value for v in self.model.non_trainable_variables if "seed_generator" in v.path]
         self.checkpoints = checkpoints.Checkpoints(
             model_dir, config.runtime.keep_checkpoint_max, write=self.chief,
             keep_every_n_hours=config.runtime.get("keep_checkpoint_every_n_hours"),
-            model=self.model, optimizer=self.optimizer, seeds=seeds,
-            ema={runs.ema_key(v): a for v, a in self.ema_pairs})
+            model=self.model, optimizer=self.optimizer, seeds=seeds, ema=self._ema_by_key())
 
     # ----------------------------------------------------------------- set-up
     def _plan(self) -> StepPlan:
@@ -152,36 +79,26 @@ class Trainer:
                             "raise train.epochs or lower train.stages")
         return StepPlan(steps_per_epoch, total, num_stages(self.config))
 
-    def _replica_multiple(self, key: str, batch: int) -> int:
-        """`batch`, checked to split evenly over the replicas."""
-        if batch % self.replicas:
-            raise UserError(f"{key}={batch} must be a multiple of the {self.replicas} replicas")
-        return batch
+    def _training_split(self) -> DataInput:
+        return DataInput(self.config.data, self.config.train.split, True, seed=self.config.train.seed)
 
     def _build_model(self) -> keras.Model:
-        name, overrides = hparams.model_arguments(self.config)
-        overrides["dropout_rate"] = max(s.dropout_rate for s in self.stages)
-        model = efficientnetv2.get_model(name, self.num_classes, **overrides)
+        """The architecture, with the initial weights of `train.ft_init_ckpt` if set."""
+        model = super()._build_model()
         init = self.config.train.ft_init_ckpt
         if init:
             from .restore import load_initial_weights
             load_initial_weights(model, init, self.config.model.model_name,
                                  self.config.train.ft_init_ema, log=self._log)
-        if self.config.train.get("freeze_backbone"):
-            for layer in model.layers:  # frozen batch norm also normalises as in inference
-                layer.trainable = layer.name == "predictions"
         return model
-
-    def _log(self, message: str) -> None:
-        if self.verbose:
-            print(message, flush=True)
 
     @property
     def step(self) -> int:
+        """The step the optimizer has taken (restored from the latest checkpoint)."""
         return int(self.optimizer.iterations.numpy())
 
     # ----------------------------------------------------------------- steps
-    def _compute(self, images, labels, decay):
+    def loss_and_gradients(self, images, labels, decay):
         """Loss, gradients and (loss sum, correct, count) of one replica's batch."""
         global_batch = self.config.train.batch_size
         with tf.GradientTape() as tape:
@@ -192,7 +109,7 @@ class Trainer:
                 loss += decay * optimization.l2_loss(self.decayed) / self.replicas
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.variables)
-        stats = tf.stack([tf.reduce_sum(per_example), _correct(labels, logits, 1),
+        stats = tf.stack([tf.reduce_sum(per_example), top_k_hits(labels, logits, 1),
                           tf.cast(tf.shape(labels)[0], tf.float32)])
         return grads, stats
 
@@ -200,6 +117,11 @@ class Trainer:
         """A tf.function running `steps` training steps from a distributed iterator."""
         train = self.config.train
         total = self.plan.total_steps
+        compute = self.loss_and_gradients
+        if self.xla and self.replicas > 1 and not self.config.model.synchronized_bn:
+            # Cross-replica sums (of gradients here, of batch statistics with synchronized
+            # BN) cannot run inside an XLA function: compile the forward and backward pass.
+            compute = tf.function(self.loss_and_gradients, jit_compile=True)
 
         def step(images, labels):
             iterations = self.optimizer.iterations
@@ -213,14 +135,8 @@ class Trainer:
                 average.assign(ema_decay * average + (1.0 - ema_decay) * value)
             return stats
 
-        compute = self._compute
-        xla = self.xla
-        if xla and self.replicas == 1:
+        if self.xla and self.replicas == 1:
             step = tf.function(step, jit_compile=True)
-        elif xla and not self.config.model.synchronized_bn:
-            # Cross-replica sums (of gradients here, of batch statistics with synchronized
-            # BN) cannot run inside an XLA function: compile the forward and backward pass.
-            compute = tf.function(self._compute, jit_compile=True)
 
         @tf.function
         def loop(iterator, steps):
@@ -232,7 +148,7 @@ class Trainer:
             return totals
         return loop
 
-    def _stage_iterator(self, stage, step: int):
+    def stage_batches(self, stage, step: int):
         """A distributed iterator over stage `stage`'s data, positioned at `step`."""
         batch = self.config.train.batch_size
         done = (step - self.plan.stage_start(stage.index)) * batch
@@ -242,7 +158,7 @@ class Trainer:
         def dataset_fn(context: tf.distribute.InputContext):
             return self.train_data.dataset(
                 context.get_per_replica_batch_size(batch), stage.image_size, augmentation,
-                context, seed=seed, skip=done // context.num_input_pipelines)
+                context, seed=seed, skip=done)
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
 
@@ -258,11 +174,11 @@ class Trainer:
 
     def _train(self, eval_every_epoch: bool) -> EvalResult | None:
         plan, config = self.plan, self.config
-        runs.check_same_data(self.model_dir, config, self.class_names)
+        run_folder.check_same_data(self.model_dir, config, self.class_names)
         restored = self.checkpoints.restore_latest(self._log)  # before writing anything: a mismatch
         if self.chief:                                  # must leave the folder as it was
             hparams.save_config(config, self.model_dir)
-            runs.write_class_names(self.model_dir, self.class_names)
+            run_folder.write_class_names(self.model_dir, self.class_names)
         start = self.step
         if restored:
             self._log(f"resumed from {restored}: step {start}, epoch {plan.epoch_of(start) + 1}, "
@@ -286,7 +202,7 @@ class Trainer:
             # a kill between an epoch's checkpoint and its evaluation: evaluate it now
             size = self._eval_size(self.stages[plan.stage_of(start - 1)])
             if (start, size) not in log.evaluated:
-                result = self.evaluate_and_log(log, size)
+                result = self._evaluate_in_run(log, size)
         try:
             while self.step < plan.total_steps:
                 result = self._train_stage(self.stages[plan.stage_of(self.step)], log, progress,
@@ -316,11 +232,11 @@ class Trainer:
             latest = self.checkpoints.latest
             raise UserError(
                 f"a worker of this multi-worker run stopped ({first_line(e)}); the last "
-                f"checkpoint is {latest or 'none'} (step {runs.step_of(latest) if latest else 0}):"
+                f"checkpoint is {latest or 'none'} (step {checkpoints.step_of(latest) if latest else 0}):"
                 " restart every worker with the same command to resume from it") from None
         if result is None or result.step != self.step or result.image_size != config.eval.isize:
             logged = (self.step, config.eval.isize) in log.evaluated  # a finished run, rerun
-            result = self.evaluate_and_log(None if logged else log)
+            result = self._evaluate_in_run(None if logged else log)
         if self.chief:
             path = reporting.plot_curves(log.path, os.path.join(self.model_dir, reporting.CURVES_FILE),
                                          f"{config.model.model_name} on {config.data.ds_name}")
@@ -333,7 +249,7 @@ class Trainer:
         if self.dropout:  # the step function is traced below, with this rate
             self.dropout.rate = stage.dropout_rate
         loop = self.make_train_loop()
-        iterator = self._stage_iterator(stage, self.step)
+        iterator = self.stage_batches(stage, self.step)
         self._log(f"stage {stage.index + 1}/{len(self.stages)}: {stage.image_size}px, "
                   f"{describe_augmentation(config.data.augname, stage.ram)}, "
                   f"mixup {stage.mixup_alpha:g}, "
@@ -378,7 +294,7 @@ class Trainer:
             if now % plan.steps_per_epoch == 0 or now in (end, plan.total_steps):
                 self.checkpoints.save(now)
                 if eval_every_epoch and self._evaluated_after(now):
-                    result = self.evaluate_and_log(log, self._eval_size(stage))
+                    result = self._evaluate_in_run(log, self._eval_size(stage))
         return result
 
     def _loop_steps(self) -> int:
@@ -413,33 +329,12 @@ class Trainer:
         return line
 
     def _evaluated_after(self, step: int) -> bool:
-        """Whether --mode=traineval evaluates at this step: after every `eval.every_epochs`-th
-        epoch and at each stage's end."""
+        """Whether training that evaluates (traineval) does so at this step: after every
+        `eval.every_epochs`-th epoch and at each stage's end."""
         plan = self.plan
         epoch_end = step % plan.steps_per_epoch == 0
         return (epoch_end and plan.epoch_of(step) % self.config.eval.every_epochs == 0
                 or plan.stage_start(plan.stage_of(step)) == step or step == plan.total_steps)
-
-    # ----------------------------------------------------------------- eval
-    @contextlib.contextmanager
-    def ema_weights(self):
-        """The trained variables and batch-norm statistics hold their EMA inside the block
-        (when EMA is on)."""
-        if not self.ema_pairs:
-            yield
-            return
-        self._swap_ema()
-        try:
-            yield
-        finally:
-            self._swap_ema()
-
-    @tf.function
-    def _swap_ema(self):
-        for variable, average in self.ema_pairs:
-            value = tf.identity(variable)
-            variable.assign(average)
-            average.assign(value)
 
     def _eval_size(self, stage) -> int:
         """Where a progressive stage before the last is evaluated: at its own training size
@@ -447,124 +342,19 @@ class Trainer:
         would say nothing about its progress); the last stage at `eval.isize`."""
         return stage.image_size if stage.index < len(self.stages) - 1 else self.config.eval.isize
 
-    def evaluate(self, image_size: int | None = None) -> EvalResult:
-        """top-1, top-5 and cross-entropy on the eval split at `image_size` (default:
-        `eval.isize`), with EMA weights if kept."""
-        size = image_size or self.config.eval.isize
-        if size not in self._eval_fns:
-            self._eval_fns[size] = self._make_eval_fn(size)
-        with self.ema_weights():
-            totals, confusion, label_stats = self._eval_fns[size]()
-        loss_sum, top1, top5, count = totals.numpy()
-        count = max(count, 1)
-        confusion = confusion.numpy().astype(np.int64) if self.confusion_classes else None
-        multilabel = (reporting.multilabel_metrics(label_stats.numpy(), count,
-                                                   min(5, self.num_classes))
-                      if self.eval_data.multiclass else None)
-        return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count),
-                          size, confusion, multilabel)
-
-    @property
-    def confusion_classes(self) -> int:
-        """Classes of the confusion matrix evaluation counts (0: none, for multi-label data
-        or more than reporting.CONFUSION_MAX_CLASSES classes)."""
-        few = self.num_classes <= reporting.CONFUSION_MAX_CLASSES
-        return self.num_classes if few and not self.eval_data.multiclass else 0
-
-    def _make_eval_fn(self, size: int):
-        """A tf.function summing (loss, top-1 hits, top-5 hits, count) and the confusion
-        matrix over the eval split."""
-        batch = self._replica_multiple("eval.batch_size", self.config.eval.batch_size)
-        examples = self.eval_data.num_examples
-
-        def dataset_fn(context):
-            per_replica = context.get_per_replica_batch_size(batch)
-            dataset = self.eval_data.dataset(per_replica, size, input_context=context)
-            return _padded_batches(dataset, per_replica, examples, context)
-        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-        compute = tf.function(self._eval_stats, jit_compile=self.xla)
-
-        classes = self.confusion_classes
-        label_stats = reporting.MULTILABEL_STATS if self.eval_data.multiclass else 0
-
-        @tf.function
-        def run():
-            totals, confusion = tf.zeros([4]), tf.zeros([classes, classes])
-            labelled = tf.zeros([label_stats])
-            for images, labels, mask in dataset:
-                stats, counts, more = self.strategy.run(compute, args=(images, labels, mask))
-                totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
-                confusion += self.strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
-                labelled += self.strategy.reduce(tf.distribute.ReduceOp.SUM, more, axis=None)
-            return totals, confusion, labelled
-        return run
-
-    def _eval_stats(self, images, labels, mask):
-        logits = inference_logits(self.model, images, self.eval_views)
-        losses = self.eval_loss_fn(labels, logits)
-        stats = tf.stack([tf.reduce_sum(losses * mask), _correct(labels, logits, 1, mask),
-                          _correct(labels, logits, min(5, self.num_classes), mask),
-                          tf.reduce_sum(mask)])
-        classes = self.confusion_classes
-        more = (reporting.multilabel_counts(labels, logits, mask) if self.eval_data.multiclass
-                else tf.zeros([0]))
-        if not classes:
-            return stats, tf.zeros([0, 0]), more
-        return stats, tf.math.confusion_matrix(tf.argmax(labels, 1), tf.argmax(logits, 1),
-                                               classes, weights=mask, dtype=tf.float32), more
-
-    def evaluate_and_log(self, log: reporting.MetricsLog | None = None,
+    def _evaluate_in_run(self, log: reporting.MetricsLog | None,
                          image_size: int | None = None) -> EvalResult:
-        began = time.time()
-        result = self.evaluate(image_size)
-        seconds = time.time() - began
-        final_size = result.image_size == self.config.eval.isize
-        where = f"{result.image_size}px" + ("" if final_size else
-                                            f", this stage's size; the final eval is at "
-                                            f"{self.config.eval.isize}px")
-        labelled = "".join(f", {name} {value:.4f}" for name, value in (result.multilabel or {}).items())
-        self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}, "
-                  f"top-5 {result.top5:.4f}, loss {result.loss:.4f}{labelled} ({result.count} "
-                  f"images, {seconds:.1f}s)")
-        if result.confusion is not None and final_size:
-            names = runs.names_or_ids(self.class_names, self.num_classes)
-            self._log(reporting.per_class_line(result.confusion, names))
-            if self.chief:
-                os.makedirs(self.model_dir, exist_ok=True)
-                reporting.plot_confusion(result.confusion, names,
-                                         os.path.join(self.model_dir, reporting.CONFUSION_FILE),
-                                         f"{self.config.model.model_name} at step {result.step}")
+        """An evaluation during training: logged to `log` (when given), and the checkpoint
+        kept in `best/` when it is the best at the final size."""
+        result = self.evaluate_and_log(image_size)
         if log is not None:
-            epoch = result.step / self.plan.steps_per_epoch if self.plan else None
-            log.write("eval", result.step, epoch=epoch, image_size=result.image_size,
-                      loss=result.loss, accuracy=result.top1, top5=result.top5,
-                      images_per_sec=result.count / seconds, seconds=seconds,
-                      **(result.multilabel or {}))
-        if self.plan is not None and final_size:  # `best/` compares like with like
+            log.write("eval", result.step, epoch=result.step / self.plan.steps_per_epoch,
+                      image_size=result.image_size, loss=result.loss, accuracy=result.top1,
+                      top5=result.top5, images_per_sec=result.count / result.seconds,
+                      seconds=result.seconds, **(result.multilabel or {}))
+        if result.image_size == self.config.eval.isize:  # `best/` compares like with like
             self.checkpoints.save_if_best(result.step, result.top1)
         return result
-
-    def evaluate_weights(self, weights: str) -> EvalResult:
-        """Loads pretrained `weights` ('imagenet', an automl checkpoint, a Keras file) with
-        their classifier, and evaluates them (without a run: no checkpoint is written)."""
-        from efficientnetv2.pretrained import load_pretrained
-
-        loaded = load_pretrained(self.model, self.config.model.model_name, weights,
-                                 keep_classifier=True)
-        self._log(f"loaded {loaded}")
-        for variable, average in self.ema_pairs:  # evaluation reads the averages
-            average.assign(variable)
-        return self.evaluate_and_log()
-
-    def evaluate_checkpoint(self, path: str) -> EvalResult:
-        """Restores `path` (model, EMA) and evaluates it."""
-        try:
-            self.checkpoints.checkpoint.restore(path).expect_partial()
-        except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
-            raise UserError(f"cannot restore {path} into {self.config.model.model_name} with "
-                            f"{self.num_classes} classes: {first_line(e)}"
-                            f"{runs.before_hint(path)}") from None
-        return self.evaluate_and_log()
 
 
 class Terminated(KeyboardInterrupt):
@@ -595,35 +385,3 @@ def _scalar_variable(value: float, name: str) -> tf.Variable:
     """A float the training step sets (same on every replica)."""
     return tf.Variable(float(value), trainable=False, name=name,
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-
-def _correct(labels, logits, k: int, mask=None):
-    """How many examples have their label among their top-k logits; for multi-hot labels the
-    first positive class, as the original's acc_top1 / acc_top5 (the argmax of the labels)."""
-    target = tf.argmax(labels, axis=1, output_type=tf.int32)
-    if k == 1:
-        hits = tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), target), tf.float32)
-    else:
-        hits = tf.cast(tf.math.in_top_k(target, tf.cast(logits, tf.float32), k), tf.float32)
-    return tf.reduce_sum(hits if mask is None else hits * mask)
-
-
-def _padded_batches(dataset: tf.data.Dataset, batch: int, examples: int | None,
-                    context: tf.distribute.InputContext) -> tf.data.Dataset:
-    """Eval batches as (images, labels, mask), every batch full (padding has mask 0) and as
-    many batches on every input pipeline, a multiple of its replicas: no replica or worker
-    ever sees an empty or missing batch, and shapes stay static."""
-    def pad(images, labels):
-        missing = batch - tf.shape(images)[0]
-        mask = tf.pad(tf.ones(tf.shape(images)[:1]), [[0, missing]])
-        return (tf.pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]]),
-                tf.pad(labels, [[0, missing], [0, 0]]), mask)
-    dataset = dataset.map(pad)
-    if examples is None:
-        return dataset
-    local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
-    batches = math.ceil(examples / context.num_input_pipelines / batch)
-    batches = math.ceil(batches / local_replicas) * local_replicas
-    filler = dataset.take(1).map(lambda i, y, m: (tf.zeros_like(i), tf.zeros_like(y), tf.zeros_like(m)))
-    return dataset.concatenate(filler.repeat()).take(batches)
-

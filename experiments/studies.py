@@ -1,4 +1,4 @@
-"""Ablation studies: train every variant of a study (hparams/studies.yaml) with the same sizes
+"""Ablation studies: train every variant of a study (experiments/studies.yaml) with the same sizes
 and one or more seeds, then write a markdown table (mean and range over the seeds) and one PNG
 of every run's eval accuracy curve.
 
@@ -24,12 +24,10 @@ import yaml
 import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
-from efficientnetv2.families import ARCHITECTURES
 from efficientnetv2.flops import count_multiply_adds
+from efficientnetv2.training import reporting
 
-from . import reporting
-
-STUDIES_FILE = os.path.join(os.path.dirname(hparams.__file__), "studies.yaml")
+STUDIES_FILE = os.path.join(os.path.dirname(__file__), "studies.yaml")
 SETTINGS_FILE = "study.json"
 RESULT_FILE = "result.json"
 TABLE_FILE = "results.md"
@@ -103,15 +101,14 @@ class VariantSummary:
 def variant_config(study: dict, variant: dict, sizes: StudySizes, model_name: str,
                    dataset_cfg: str, data_dir: str | None, hparam_str: str,
                    config_file: str | None = None):
-    """The config of one variant: model < dataset < --config_file < --hparam_str < sizes <
+    """The config of one variant: model < dataset < `config_file` < `hparam_str` < sizes <
     the variant."""
     variant = dict(variant or {})
     name = variant.pop("model_name", None) or study.get("model_name") or model_name
     config = hparams.build_config(name, dataset_cfg, config_file, hparam_str=hparam_str,
                                   extra={"data.data_dir": data_dir})
-    arch = ARCHITECTURES.get(name)
-    scaled = {"model.width_coefficient": (arch.width_coefficient if arch else 1.0) * sizes.width,
-              "model.depth_coefficient": (arch.depth_coefficient if arch else 1.0) * sizes.depth}
+    scaled = {"model.width_coefficient": config.model.width_coefficient * sizes.width,
+              "model.depth_coefficient": config.model.depth_coefficient * sizes.depth}
     hparams.apply_overrides(config, {**scaled, **sizes.overrides(), **variant}, "the study")
     efficientnetv2.resolve_options(*hparams.model_arguments(config))  # bad block strings, ...
     return config
@@ -128,8 +125,9 @@ def _train_rate(log_rows: list[dict]) -> float:
 
 def run_variant(name: str, config, run_dir: str, verbose: bool = True) -> RunResult:
     """Trains (or resumes) one run and writes its result.json."""
-    from .benchmark import inference
-    from .trainer import Trainer
+    from efficientnetv2.training.trainer import Trainer
+
+    from .bench import inference
 
     keras.backend.clear_session()
     trainer = Trainer(config, run_dir, verbose=verbose)
@@ -175,7 +173,7 @@ def check_settings(out_dir: str, study_name: str, settings: dict) -> None:
             before = json.load(f)
         if before["study"] != study_name:
             raise UserError(f"{out_dir} holds the {before['study']!r} study; pass another "
-                            f"--model_dir for the {study_name!r} study")
+                            f"`model_dir` for the {study_name!r} study")
         for name, values in settings.items():
             old = before["variants"].get(name, {})
             changed = sorted(k for k in set(values) | set(old) if values.get(k) != old.get(k))
@@ -184,7 +182,7 @@ def check_settings(out_dir: str, study_name: str, settings: dict) -> None:
                 raise UserError(
                     f"{out_dir} holds runs of this study with other settings ({name}: {key} was "
                     f"{old.get(key)!r}, now {values.get(key)!r}); rerun with the same flags to "
-                    "resume it, or pass another --model_dir")
+                    "resume it, or pass another `model_dir`")
         return
     os.makedirs(out_dir, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -204,7 +202,7 @@ def run_study(study_name: str, sizes: StudySizes, dataset_cfg: str, out_dir: str
     study = studies[study_name]
     unknown = sorted(set(variants or []) - set(study["variants"]))
     if unknown:
-        raise UserError(f"--study_variants: {', '.join(unknown)} not in the {study_name!r} study; "
+        raise UserError(f"`study_variants`: {', '.join(unknown)} not in the {study_name!r} study; "
                         f"its variants: {', '.join(study['variants'])}")
     configs = {name: variant_config(study, variant, sizes, model_name, dataset_cfg, data_dir,
                                     hparam_str, config_file)

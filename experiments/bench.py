@@ -19,8 +19,7 @@ from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
 from efficientnetv2.flops import count_multiply_adds
 from efficientnetv2.pretrained import KERAS_APPLICATIONS
-
-from . import optimization
+from efficientnetv2.training import optimization
 
 CLASSES = 10
 TRAIN_FLOPS_PER_MULTIPLY_ADD = 6  # 2 FLOPs per multiply-add, backward pass twice the forward
@@ -79,8 +78,10 @@ def synthetic_batch(batch_size: int, image_size: int, seed: int = 0):
     return images, labels
 
 
-def _config(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
-            overrides: str = ""):
+def bench_config(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
+                 overrides: str = ""):
+    """The config both sides are timed with (`overrides`: more config keys, e.g. a smaller
+    architecture)."""
     fixed = hparams.parse_hparam_str(
         f"train.batch_size={batch_size},train.isize={image_size},eval.isize={image_size},"
         f"runtime.iterations_per_loop={steps},runtime.xla={xla},runtime.mixed_precision=false,"
@@ -101,10 +102,10 @@ def _timed(warmup, run, steps: int) -> float:
 def our_training(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
                  overrides: str = ""):
     """(seconds per step, the model): our Trainer's training loop on one synthetic batch
-    (`overrides`: more config keys, as for --hparam_str)."""
-    from .trainer import Trainer
+    (`overrides`: more config keys, as for `hparam_str`)."""
+    from efficientnetv2.training.trainer import Trainer
 
-    config = _config(model_name, image_size, batch_size, steps, xla, overrides)
+    config = bench_config(model_name, image_size, batch_size, steps, xla, overrides)
     trainer = Trainer(config, tempfile.mkdtemp(prefix="efficientnetv2_bench_"), verbose=False)
     loop = trainer.make_train_loop()
     data = tf.data.Dataset.from_tensors(synthetic_batch(batch_size, image_size)).repeat()
@@ -114,10 +115,11 @@ def our_training(model_name: str, image_size: int, batch_size: int, steps: int, 
     return seconds, trainer.model
 
 
-def keras_training(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool):
+def keras_training(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
+                   overrides: str = ""):
     """(seconds per step, the model): keras.applications' model with `fit`, the same
     optimizer (RMSprop 0.9/0.9/1e-3 with EMA), loss (label smoothing 0.1) and batch."""
-    config = _config(model_name, image_size, batch_size, steps, xla)
+    config = bench_config(model_name, image_size, batch_size, steps, xla, overrides)
     constructor = KERAS_APPLICATIONS[model_name]
     kwargs = {"include_preprocessing": False} if "V2" in constructor.__name__ else {}
     model = constructor(weights=None, classes=CLASSES, classifier_activation=None,
@@ -171,12 +173,12 @@ def peak_memory_mb() -> float:
 
 
 def bench_one(model_name: str, image_size: int, batch_size: int, steps: int, xla: bool,
-              inference_batch: int = 64) -> BenchRow:
+              inference_batch: int = 64, overrides: str = "") -> BenchRow:
     keras.backend.clear_session()
-    ours_step, ours = our_training(model_name, image_size, batch_size, steps, xla)
+    ours_step, ours = our_training(model_name, image_size, batch_size, steps, xla, overrides)
     ours_latency = inference(ours, image_size, 1, xla)
     ours_throughput = inference_batch / inference(ours, image_size, inference_batch, xla)
-    keras_step, theirs = keras_training(model_name, image_size, batch_size, steps, xla)
+    keras_step, theirs = keras_training(model_name, image_size, batch_size, steps, xla, overrides)
     keras_latency = inference(theirs, image_size, 1, xla)
     keras_throughput = inference_batch / inference(theirs, image_size, inference_batch, xla)
     macs = count_multiply_adds(ours, image_size)
@@ -186,15 +188,16 @@ def bench_one(model_name: str, image_size: int, batch_size: int, steps: int, xla
 
 
 def run_benchmark(models: list[str], sizes: list[int], batch_size: int = 64, steps: int = 10,
-                  xla_modes: tuple[bool, ...] = (True, False), log=print) -> list[BenchRow]:
+                  xla_modes: tuple[bool, ...] = (True, False), log=print,
+                  overrides: str = "") -> list[BenchRow]:
     rows = []
     for model_name in models:
         if model_name not in KERAS_APPLICATIONS:
-            raise UserError(f"--bench_models: {model_name} has no keras.applications twin; "
+            raise UserError(f"`bench_models`: {model_name} has no keras.applications twin; "
                             f"use {', '.join(KERAS_APPLICATIONS)}")
         for size in sizes:
             for xla in xla_modes:
-                row = bench_one(model_name, size, batch_size, steps, xla)
+                row = bench_one(model_name, size, batch_size, steps, xla, overrides=overrides)
                 log(f"{model_name} {size}px XLA {'on' if xla else 'off'}: ours "
                     f"{row.ours_images_s:,.1f} images/s, keras fit {row.keras_images_s:,.1f} "
                     f"images/s, ratio {row.ratio:.2f}")

@@ -1,7 +1,7 @@
 """Benchmark: float, dynamic-range and full-integer TFLite exports of a trained run.
 
     .venv/bin/pip install ai-edge-litert   # the LiteRT runtime phones and boards use
-    .venv/bin/python benchmarks/tflite_int8.py --model_dir=runs/demo [--calibration_images 300]
+    .venv/bin/python experiments/tflite_int8.py --model_dir=runs/demo [--calibration_images 300]
 
 Exports the run (`--mode=export --export_tflite --tflite_dynamic_int8 --tflite_int8`, into a
 temporary folder), then for each file: top-1 on the run's whole eval split (pixels at the eval
@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from efficientnetv2.hparams.runs import restore_model  # noqa: E402
+from efficientnetv2.run_folder import restore_model  # noqa: E402
 from efficientnetv2.serving.export import eval_pixels, export_run, run_tflite  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the naive peer of `make demo`, a plain keras `model.fit` on Fashion-MNIST.
 
-    .venv/bin/python benchmarks/peer_fit.py [--epochs 5] [--size 32] [--batch 128]
+    .venv/bin/python experiments/peer_fit.py [--epochs 5] [--size 32] [--batch 128]
         [--lr 0.002] [--data_dir /usr/share/datasets/fashion-mnist]
 
 keras.applications' EfficientNetV2 builder with the B0 blocks at width 0.5 and depth 0.5 (no

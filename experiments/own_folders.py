@@ -1,8 +1,8 @@
 """Benchmark: the `imagefolder` defaults on several users' folders, against a plain keras peer.
 
-    .venv/bin/python benchmarks/own_folders.py [--root /tmp/own_folders] [--seeds 0 1]
+    .venv/bin/python experiments/own_folders.py [--root /tmp/own_folders] [--seeds 0 1]
         [--folders fmnist_1k fmnist_10k fmnist_colour glyphs] [--fashion_dir DIR]
-    .venv/bin/python benchmarks/own_folders.py --finetune_from RUN [--seeds 0 1]
+    .venv/bin/python experiments/own_folders.py --finetune_from RUN [--seeds 0 1]
 
 Builds folders that differ in image size, colour, class count and number of images, from
 data that is offline here (train/ and val/ each, the val images never trained on):

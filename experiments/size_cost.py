@@ -1,6 +1,6 @@
 """Benchmark: training images/s of one model at several image sizes, against the pixel count.
 
-    .venv/bin/python benchmarks/size_cost.py [--model efficientnetv2-b0] [--width 0.5]
+    .venv/bin/python experiments/size_cost.py [--model efficientnetv2-b0] [--width 0.5]
         [--depth 0.5] [--sizes 32,40,48,56,64,96,128] [--batch 128] [--steps 8]
 
 Progressive learning saves time only where a smaller image makes a step proportionally
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from efficientnetv2.training.benchmark import our_training  # noqa: E402
+from efficientnetv2.experiments.bench import our_training  # noqa: E402
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Benchmark: the training input pipeline's images/s per CPU core, at ImageNet scale.
 
-    .venv/bin/python benchmarks/input_pipeline.py [--images 1200] [--batches 20]
+    .venv/bin/python experiments/input_pipeline.py [--images 1200] [--batches 20]
         [--fashion_dir /usr/share/datasets/fashion-mnist] [--profile]
 
 Writes ImageNet-format TFRecord files of realistic JPEGs (about 400x350 px, quality 90) to a
@@ -29,7 +29,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from efficientnetv2 import hparams  # noqa: E402
-from efficientnetv2.datasets import Augmentation, DataInput, augment, preprocessing  # noqa: E402  # noqa: E402
+from efficientnetv2.datasets import Augmentation, DataInput, augment, preprocessing  # noqa: E402
 from efficientnetv2.datasets.inspect import throughput  # noqa: E402
 from efficientnetv2.training.progressive import all_stages  # noqa: E402
 from efficientnetv2.training.reporting import h200_v2s_images_per_sec  # noqa: E402

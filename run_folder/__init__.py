@@ -1,6 +1,9 @@
-"""A run folder as training leaves it, for everything that reads one (evaluation, export,
-prediction, fine-tuning): `config.yaml`, `classes.txt`, checkpoints `ckpt-N` (with the EMA
-weights), `best/` and SavedModel exports. Training writes it; nothing here trains."""
+"""A run folder (a run's `model_dir`): `config.yaml`, `classes.txt`, checkpoints `ckpt-N`
+(with the EMA weights), `best/`, `run.lock` and SavedModel exports.
+
+This module reads one for evaluation, export, prediction and fine-tuning (config, class
+names, the restored inference model); `checkpoints` writes, locks and restores the
+checkpoints training leaves there. Nothing here trains."""
 
 from __future__ import annotations
 
@@ -14,10 +17,19 @@ import yaml
 
 import efficientnetv2
 from efficientnetv2.errors import UserError, first_line, quoted
+from efficientnetv2.hparams import CONFIG_FILENAME, model_arguments
+from efficientnetv2.hparams.base import base_config
+from efficientnetv2.hparams.overrides import apply_overrides
 
-from . import CONFIG_FILENAME, model_arguments
-from .base import base_config
-from .overrides import apply_overrides
+from .checkpoints import (
+    DAMAGED,
+    MISMATCHED,
+    batch_norm_statistics,
+    ema_key,
+    has_checkpoints,
+    resolve_checkpoint,
+    step_of,
+)
 
 CLASSES_FILENAME = "classes.txt"
 SAVED_MODEL = "saved_model.pb"
@@ -31,7 +43,7 @@ def write_class_names(directory: str, names: list[str]) -> str:
     return path
 
 
-def run_folder(checkpoint: str) -> str | None:
+def folder_of(checkpoint: str) -> str | None:
     """The run folder (holding config.yaml) of a checkpoint in it or in its best/."""
     directory = os.path.dirname(checkpoint)
     for folder in (directory, os.path.dirname(directory)):  # model_dir or model_dir/best
@@ -56,12 +68,12 @@ def is_run(path: str) -> bool:
     """A run folder or a checkpoint of one (rather than an automl checkpoint or a file)."""
     if os.path.isdir(path):
         return os.path.exists(os.path.join(path, CONFIG_FILENAME))
-    return tf.io.gfile.exists(path + ".index") and run_folder(path) is not None
+    return tf.io.gfile.exists(path + ".index") and folder_of(path) is not None
 
 
 def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[str]) -> None:
     """A UserError when `folder` holds a run with checkpoints on other data than `config`
-    (another dataset, preprocessing recipe or class names; a moved --data_dir is fine):
+    (another dataset, preprocessing recipe or class names; a moved `data_dir` is fine):
     resuming would mix them. Nothing is written."""
     if not (is_run(folder) and has_checkpoints(folder)):
         return
@@ -74,8 +86,8 @@ def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[
         changed.append(f"classes {quoted(before, 60)} -> {quoted(list(names), 60)}")
     if changed:
         raise UserError(f"{folder} holds a run on other data ({'; '.join(changed)}); nothing was "
-                        "changed: train into another --model_dir, adding "
-                        f"--hparam_str=train.ft_init_ckpt={folder} to start from its weights")
+                        "changed: train into another `model_dir`, adding "
+                        f"`hparam_str`=train.ft_init_ckpt={folder} to start from its weights")
 
 
 def before_hint(checkpoint: str) -> str:
@@ -89,18 +101,14 @@ def before_hint(checkpoint: str) -> str:
     return f"; the checkpoint before it is {older[-1]}" if older else ""
 
 
-def has_checkpoints(folder: str) -> bool:
-    return tf.train.latest_checkpoint(folder) is not None
-
-
 def run_checkpoint(path: str) -> str:
     """A checkpoint of this project's training from a prefix or run folder; a one-line error
     for a SavedModel or a checkpoint without its run's config."""
     if saved_model_version(path):
         raise UserError(f"{path} is a SavedModel export, not a checkpoint: pass it as "
-                        "--saved_model (predict), or give the run's model_dir / checkpoint")
+                        "`saved_model` (predict), or give the run's `model_dir` / `checkpoint`")
     checkpoint = resolve_checkpoint(path)
-    if run_folder(checkpoint) is None:
+    if folder_of(checkpoint) is None:
         raise UserError(f"no {CONFIG_FILENAME} beside {checkpoint}: not a checkpoint "
                         "written by this project's training")
     return checkpoint
@@ -108,7 +116,7 @@ def run_checkpoint(path: str) -> str:
 
 def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     """The saved config of a checkpoint's run, with `overrides` (see saved_config)."""
-    return saved_config(run_folder(checkpoint), overrides)
+    return saved_config(folder_of(checkpoint), overrides)
 
 
 # Keys added with a default other than what runs written before them did.
@@ -122,7 +130,7 @@ def _multi_label(ds_name: str | None) -> bool:
 
 
 def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
-    """A run folder's saved config with `overrides` from --hparam_str ({'eval.isize': ...});
+    """A run folder's saved config with `overrides` from `hparam_str` ({'eval.isize': ...});
     keys added since it was written (e.g. eval.flip_average, model.bn_type) take their
     defaults, or BEFORE_THE_KEY's value where that is what the run did, so older runs load,
     evaluate, export and take `eval.` overrides."""
@@ -144,7 +152,7 @@ def saved_config(folder: str, overrides: dict | None = None) -> ml_collections.C
                 config[section][key] = BEFORE_THE_KEY.get(f"{section}.{key}", value)
     if not config.train.get("loss_type") and _multi_label(config.data.get("ds_name")):
         config.train.loss_type = "sigmoid"  # unset meant sigmoid for multi-label data then
-    apply_overrides(config, overrides or {}, "--hparam_str")
+    apply_overrides(config, overrides or {}, "`hparam_str`")
     return config
 
 
@@ -165,7 +173,7 @@ def names_or_ids(names, count: int) -> list[str]:
 def class_names(checkpoint: str, config) -> list[str]:
     """The run's class names: `classes.txt` of the run, else the dataset's own names (when
     they are known without its files), else the class ids."""
-    saved = saved_class_names(run_folder(checkpoint))
+    saved = saved_class_names(folder_of(checkpoint))
     if saved is not None:
         return saved
     from efficientnetv2.datasets.registry import get_spec
@@ -202,7 +210,7 @@ def restore_model(path: str, use_ema: bool = True,
                 for v in averaged}
     try:
         tf.train.Checkpoint(model=model, ema=averages).restore(checkpoint).expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:  # IndexError: truncated
+    except DAMAGED + MISMATCHED as e:
         raise UserError(f"cannot restore {checkpoint}: {first_line(e)}{before_hint(checkpoint)}") from None
     saved = {key.split("/")[1] for key, _ in tf.train.list_variables(checkpoint)
              if key.startswith("ema/")}
@@ -245,33 +253,3 @@ def pretrained_model(config: ml_collections.ConfigDict, weights: str) -> Restore
     return RestoredModel(model, config, names_or_ids(class_names, classes), weights, ema=False)
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint prefix from a prefix or a run directory (its latest checkpoint)."""
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if not latest:
-            raise UserError(f"no checkpoint in {path}; give a run's model_dir or a checkpoint "
-                            "prefix like model_dir/ckpt-1000")
-        return latest
-    if not tf.io.gfile.exists(path + ".index"):
-        raise UserError(f"checkpoint {path!r} not found (no {path}.index); give a run's "
-                        "model_dir or a checkpoint prefix like model_dir/ckpt-1000")
-    return path
-
-
-def batch_norm_statistics(model: keras.Model) -> list:
-    """A model's batch-norm moving means and variances. The EMA averages them with the
-    weights, as the original's does: averaged weights evaluated with the statistics of the
-    latest weights would be normalised by the wrong means and variances."""
-    return [v for v in model.non_trainable_variables
-            if v.path.endswith(("/moving_mean", "/moving_variance"))]
-
-
-def ema_key(variable) -> str:
-    """The name of a variable's EMA in a checkpoint's `ema` dict (its path, dotted)."""
-    return variable.path.replace("/", ".")
-
-
-def step_of(path: str) -> int:
-    """The training step a checkpoint path was saved at (its `-N` suffix)."""
-    return int(path.rsplit("-", 1)[1])

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+import keras
 import tensorflow as tf
 
 from efficientnetv2.errors import UserError, first_line
@@ -22,6 +23,10 @@ from efficientnetv2.errors import UserError, first_line
 BEST_DIR = "best"
 BEST_FILE = "best.json"
 LOCK_FILE = "run.lock"
+# What restoring a checkpoint raises: DAMAGED for an unreadable or truncated file (IndexError),
+# MISMATCHED for one whose variables are not the model's.
+DAMAGED = (tf.errors.OpError, IndexError)
+MISMATCHED = (ValueError, AssertionError)
 
 
 # The longest path a run writes below its model_dir (TensorBoard's event files, with the host
@@ -35,7 +40,7 @@ def check_writable(directory: str) -> None:
     path = os.path.abspath(directory)
     limit = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
     if len(path) + LONGEST_FILE_IN_RUN >= limit:
-        raise UserError(f"--model_dir is {len(path):,} characters long; the files a run writes "
+        raise UserError(f"`model_dir` is {len(path):,} characters long; the files a run writes "
                         f"in it would pass this system's {limit:,}-character path limit: choose "
                         "a shorter path")
     try:
@@ -45,7 +50,7 @@ def check_writable(directory: str) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise UserError(f"--model_dir {directory!r} is not writable ({e.strerror or e}); "
+        raise UserError(f"`model_dir` {directory!r} is not writable ({e.strerror or e}); "
                         "choose another directory or fix its permissions / free space") from None
 
 
@@ -83,7 +88,7 @@ def _acquire(path: str):
             holder = handle.read().strip() or "another process"
             handle.close()
             raise UserError(f"{os.path.dirname(path)} is in use by another run ({holder}); "
-                            "wait for it to end or stop it, or pass another --model_dir") from None
+                            "wait for it to end or stop it, or pass another `model_dir`") from None
         try:
             same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -139,14 +144,14 @@ class Checkpoints:
                 self._check_optimizer_layout(path)
                 self.checkpoint.restore(path).assert_existing_objects_matched()
                 return path
-            except (tf.errors.OpError, IndexError) as e:  # unreadable: try the one before
+            except DAMAGED as e:  # unreadable: try the one before
                 log(f"{path} is damaged ({first_line(e)}); trying the checkpoint before it")
             except UserError:
                 raise
-            except (ValueError, AssertionError) as e:
+            except MISMATCHED as e:
                 raise UserError(
                     f"{self.directory} holds a checkpoint of another run ({path}: "
-                    f"{first_line(e)}); nothing was changed: give a new --model_dir, or the "
+                    f"{first_line(e)}); nothing was changed: give a new `model_dir`, or the "
                     "same config as that run to resume it") from None
         raise UserError(f"every checkpoint in {self.directory} is damaged ({', '.join(paths)}); "
                         "move them away to start afresh, or restore them from a backup")
@@ -166,7 +171,7 @@ class Checkpoints:
                 f"{path} holds an optimizer of {saved} slots where this run's has {ours}: a run "
                 "with another train.optimizer, or one written before 2026-12-04 (when the "
                 "weights' EMA moved out of the optimizer); nothing was changed: resume with its "
-                "train.optimizer or give a new model_dir (eval, export and predict still read "
+                "train.optimizer or give a new `model_dir` (eval, export and predict still read "
                 "it; train.ft_init_ckpt starts a new run from its weights)")
 
     def save(self, step: int) -> str:
@@ -224,3 +229,41 @@ def wait_for_checkpoints(directory: str, timeout: float, poll: float = 5.0) -> I
             return
         else:
             time.sleep(poll)
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint prefix from a prefix or a run directory (its latest checkpoint)."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if not latest:
+            raise UserError(f"no checkpoint in {path}; give a run's model_dir or a checkpoint "
+                            "prefix like model_dir/ckpt-1000")
+        return latest
+    if not tf.io.gfile.exists(path + ".index"):
+        raise UserError(f"checkpoint {path!r} not found (no {path}.index); give a run's "
+                        "model_dir or a checkpoint prefix like model_dir/ckpt-1000")
+    return path
+
+
+def batch_norm_statistics(model: keras.Model) -> list:
+    """A model's batch-norm moving means and variances. The EMA averages them with the
+    weights, as the original's does: averaged weights evaluated with the statistics of the
+    latest weights would be normalised by the wrong means and variances."""
+    return [v for v in model.non_trainable_variables
+            if v.path.endswith(("/moving_mean", "/moving_variance"))]
+
+
+def ema_key(variable) -> str:
+    """The name of a variable's EMA in a checkpoint's `ema` dict (its path, dotted)."""
+    return variable.path.replace("/", ".")
+
+
+def step_of(path: str) -> int:
+    """The training step a checkpoint path was saved at (its `-N` suffix; 0 for a checkpoint
+    renamed without one)."""
+    suffix = path.rsplit("-", 1)[-1]
+    return int(suffix) if "-" in path and suffix.isdigit() else 0
+
+
+def has_checkpoints(folder: str) -> bool:
+    return tf.train.latest_checkpoint(folder) is not None

@@ -1,6 +1,6 @@
 """Benchmark: the test-time views of trained runs, compared on their evaluation split.
 
-    .venv/bin/python benchmarks/test_time_views.py runs/r13 runs/r14 [--batch 500]
+    .venv/bin/python experiments/test_time_views.py runs/r13 runs/r14 [--batch 500]
 
 For each run (folder or checkpoint; its EMA weights and saved config): top-1 on the eval split
 for each set of views that `eval.flip_average`, `eval.shift_average=1` and
@@ -21,8 +21,8 @@ import tensorflow as tf  # noqa: E402
 
 from efficientnetv2.datasets import DataInput  # noqa: E402
 from efficientnetv2.datasets.preprocessing import eval_views  # noqa: E402
-from efficientnetv2.hparams.runs import restore_model  # noqa: E402
 from efficientnetv2.inference import TestTimeViews  # noqa: E402
+from efficientnetv2.run_folder import restore_model  # noqa: E402
 
 VIEW_SETS = {
     "the image alone (1)": TestTimeViews(),

@@ -1,6 +1,6 @@
 """Benchmark: how long a resumed run waits for its first training batch, by position.
 
-    .venv/bin/python benchmarks/resume_cost.py [--images 300000] [--files 64] [--epochs 100]
+    .venv/bin/python experiments/resume_cost.py [--images 300000] [--files 64] [--epochs 100]
 
 Writes synthetic ImageNet-format TFRecord files (small JPEGs) once, then times the training
 pipeline from its construction to the first batch when resuming at step 0, half-way through
