@@ -203,4 +203,4 @@ def feature_endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:
 
 def feature_extractor(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s layers and weights whose outputs are the feature endpoints."""
-    return keras.Model(model.inputs, feature_endpoints(model), name=f"{model.name}_features")
+    return keras.Model(model.input, feature_endpoints(model), name=f"{model.name}_features")

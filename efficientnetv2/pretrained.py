@@ -8,6 +8,7 @@ and Keras weight files, copied into a model from `get_model`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -103,7 +104,8 @@ def copy_layers(model: keras.Model, values: dict[str, list[np.ndarray]], origin:
 
 def layer_values(model: keras.Model) -> dict[str, list[np.ndarray]]:
     """{layer name: its weights as arrays} of every layer with weights (`copy_layers`' input)."""
-    return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
+    # variable.numpy(), not get_weights(): that one warns once per variable under NumPy 2
+    return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
 
 
 def _h5_has_top(path: str) -> bool:
@@ -159,11 +161,16 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
     path = _checkpoint_in(weights) if os.path.isdir(weights) else weights
     if path.endswith(".weights.h5"):
         twin = keras.models.clone_model(model)
-        try:
-            twin.load_weights(path)
-        except ValueError as e:
-            raise UserError(f"cannot load {path}: {first_line(e)}; a .weights.h5 file "
-                            "must come from model.save_weights of the same architecture") from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                twin.load_weights(path)
+            except ValueError as e:  # Keras warns of the mismatch first: this line says it
+                raise UserError(f"cannot load {path}: {first_line(e)}; a .weights.h5 file must "
+                                "come from model.save_weights of the same architecture") from None
+        for warning in caught:  # a load that worked keeps its warnings
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
         return copy(layer_values(twin), path)
     if path.endswith(".h5"):
         return copy(_imagenet_values(model, model_name, path), path)

@@ -48,7 +48,7 @@ def keras_applications_values(src_model: keras.Model, dst_model: keras.Model) ->
                         f"has {sum(len(layer.weights) for layer in layers)}; the two models are "
                         "different architectures")
     tensors = iter(src)
-    return {layer.name: [keras.ops.convert_to_numpy(next(tensors)) for _ in layer.weights]
+    return {layer.name: [next(tensors).numpy() for _ in layer.weights]
             for layer in layers}
 
 

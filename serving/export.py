@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -173,7 +174,10 @@ def save_tflite(module: InferenceModule, path: str, quantize: str = "none",
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.int8
-        data = converter.convert()
+        with warnings.catch_warnings():
+            # the uint8 input's range comes from the representative images, not from stats
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
+            data = converter.convert()
     finally:
         tf_logger.setLevel(level)
         logging.set_verbosity(verbosity)

@@ -46,7 +46,7 @@ def hub_module(model: keras.Model, normalization: str) -> tf.train.Checkpoint:
 
 def feature_model(model: keras.Model) -> keras.Model:
     """The model up to its pooled features (the classifier's input), sharing its weights."""
-    return keras.Model(model.inputs, model.get_layer("avg_pool").output,
+    return keras.Model(model.input, model.get_layer("avg_pool").output,
                        name=f"{model.name}_feature_vector")
 
 

@@ -186,7 +186,7 @@ def test_local_pooling_gives_the_same_values_with_average_pool_ops():
     plain = efficientnetv2.get_model(TINY_BLOCKS, 4, **{**TINY, "blocks": TINY_BLOCKS})
     local = efficientnetv2.get_model(TINY_BLOCKS, 4, local_pooling=True,
                                      **{**TINY, "blocks": TINY_BLOCKS})
-    local.set_weights(plain.get_weights())
+    local.set_weights([w.numpy() for w in plain.weights])
     images = np.random.RandomState(1).uniform(-1, 1, (2, 24, 24, 3)).astype("float32")
     np.testing.assert_allclose(local(images), plain(images), rtol=1e-5, atol=1e-6)
     graph = tf.function(lambda x: local(x)).get_concrete_function(

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -116,7 +117,11 @@ def test_bytes_signature_equals_images_signature(run, tmp_path):
 def _invoke(path: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """(logits, probabilities) of a TFLite file for one image of pixels 0..255, dequantized,
     and its input details."""
-    interpreter = tf.lite.Interpreter(path)
+    with warnings.catch_warnings():
+        # TensorFlow's own interpreter, deprecated for LiteRT's (an optional extra here;
+        # experiments/tflite_int8.py runs both)
+        warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
+        interpreter = tf.lite.Interpreter(path)
     interpreter.allocate_tensors()
     outputs = run_tflite(interpreter, image)
     return outputs["logits"], outputs["probabilities"], interpreter.get_input_details()[0]

@@ -174,7 +174,7 @@ def test_imagenet_weights_come_from_keras_applications(tmp_path, classes):
         # keras.applications' classifier ends in a softmax; ours gives logits
         np.testing.assert_allclose(tf.nn.softmax(model(images)), app(images), atol=1e-6)
     else:
-        features = keras.Model(model.inputs, model.get_layer("head").output)
+        features = keras.Model(model.input, model.get_layer("head").output)
         np.testing.assert_allclose(features(images), app(images), atol=1e-5)
 
 

@@ -280,7 +280,7 @@ def test_mixed_float16_uses_dynamic_loss_scaling(data_dir, tmp_path, monkeypatch
     assert scale >= 2.0**10
     monkeypatch.setattr(evaluator, "mixed_precision_policy", lambda *_: "float32")
     twin = Trainer(tiny_config(data_dir, same), str(tmp_path / "t"), verbose=False)
-    twin.model.set_weights(trainer.model.get_weights())
+    twin.model.set_weights([w.numpy() for w in trainer.model.weights])
     plain, _ = twin.loss_and_gradients(images, labels, tf.constant(0.0))
     unscaled = np.concatenate([tf.reshape(tf.cast(g, tf.float32), [-1]).numpy() / scale
                                for g in scaled])
