@@ -29,7 +29,7 @@ def _last_feature_map(config) -> int:
     model = efficientnetv2.get_model(name, 3, **overrides)
     features = efficientnetv2.feature_extractor(model)
     size = config.eval.isize
-    outputs = features([np.zeros((1, size, size, 3), np.float32)])
+    outputs = features(np.zeros((1, size, size, 3), np.float32))
     return max(outputs.values(), key=lambda t: t.shape[-1]).shape[1]
 
 
