@@ -141,6 +141,8 @@ def apply_op(name: str, image, level, seed, consts=RANDAUGMENT_CONSTS):
     if name in _SIZED:
         return OPS[name](image, level, seed, consts)
     return OPS[name](image, level, seed)
+
+
 RANDAUGMENT_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
                    "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
                    "TranslateX", "TranslateY", "Cutout", "SolarizeAdd")

@@ -198,16 +198,18 @@ class DataInput:
                 ds = ds.cache()
             ds = ds.enumerate()
         preprocess = self._preprocess(image_size, aug, seed)
-        ds = ds.map(lambda position, example: (position, preprocess(position, example)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        mixer = augment.BatchMixer(aug.mixup_alpha, aug.cutmix_alpha, seed)
+        mixing = self.is_training and mixer.active
+
+        def keep_position(position, example):  # for the mixer, seeded by the batch's place
+            return position, preprocess(position, example)
+        ds = ds.map(keep_position if mixing else preprocess, num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=self.is_training,
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        mixer = augment.BatchMixer(aug.mixup_alpha, aug.cutmix_alpha, seed)
-        if self.is_training and mixer.active:  # seeded by the batch's place in the global order
+        if mixing:
             ds = ds.map(lambda positions, batch: mixer(positions[0] // batch_size, batch),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        else:
-            ds = ds.map(lambda positions, batch: batch)
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -117,8 +117,7 @@ class Recipe:
             return begin, size
 
         def crop(decoded):
-            begin, size = box(tf.shape(decoded))
-            return tf.slice(decoded, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
+            return crop_box(decoded, *box(tf.shape(decoded)))
         if not encoded:
             return crop(image)
 
@@ -238,10 +237,14 @@ def area_box(shape: tf.Tensor, seed: tf.Tensor, min_area: float, v1: bool = Fals
     return begin[:2], size[:2]
 
 
+def crop_box(image: tf.Tensor, begin: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """The [height, width] box at [top, left] `begin` of a decoded image, every channel."""
+    return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
+
+
 def random_crop(image: tf.Tensor, seed: tf.Tensor, min_area: float, v1: bool = False) -> tf.Tensor:
     """The crop `area_box` draws, of a decoded image."""
-    begin, size = area_box(tf.shape(image), seed, min_area, v1)
-    return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
+    return crop_box(image, *area_box(tf.shape(image), seed, min_area, v1))
 
 
 def translate_crop(image: tf.Tensor, seed: tf.Tensor, pad: int) -> tf.Tensor:

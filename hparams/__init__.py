@@ -54,15 +54,16 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
     apply_overrides(config, string_overrides, "`hparam_str`")
-    if config.train.ft_init_ckpt:
-        adopt_initial_network(config, given)
+    initial_run = initial_run_config(config)
+    if initial_run is not None:
+        adopt_initial_network(config, given, initial_run)
     if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
             and os.path.isdir(config.data.data_dir)):  # else the data loader says what is wrong
         plan_from_folder(config, given)
     check_counts(config)
     resolve_image_sizes(config)
     if config.train.ft_init_ckpt and "data.normalization" not in given:
-        config.data.normalization = initial_weights_normalization(config)
+        config.data.normalization = initial_weights_normalization(config, initial_run)
     resolve_preprocessing(config)
     config.train.loss_type = loss_type(config)  # recorded: a later default cannot change it
     if config.model.model_name == CUSTOM and not config.model.blocks:
@@ -84,17 +85,15 @@ def initial_run_config(config: ml_collections.ConfigDict) -> ml_collections.Conf
     from efficientnetv2 import run_folder
 
     init = config.train.ft_init_ckpt
-    if not run_folder.is_run(init):
+    if not init or not run_folder.is_run(init):
         return None
     return run_folder.saved_config(init if os.path.isdir(init) else run_folder.folder_of(init))
 
 
-def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
-    """Fine-tuning from a run folder: the network is the run's (its blocks, scaling and stem,
-    which `data.auto` may have chosen), except keys the user set."""
-    run = initial_run_config(config)
-    if run is None:
-        return
+def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any],
+                          run: ml_collections.ConfigDict) -> None:
+    """Fine-tuning from a run folder (`run`: its saved config): the network is the run's (its
+    blocks, scaling and stem, which `data.auto` may have chosen), except keys the user set."""
     source = run.model
     for key in NETWORK_KEYS:
         if f"model.{key}" not in given and key in source:
@@ -104,14 +103,14 @@ def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, An
         config.model.blocks = list(architecture(source.model_name).blocks)  # its model's
 
 
-def initial_weights_normalization(config: ml_collections.ConfigDict) -> str:
+def initial_weights_normalization(config: ml_collections.ConfigDict,
+                                  run: ml_collections.ConfigDict | None = None) -> str:
     """How the inputs of `train.ft_init_ckpt`'s weights were normalised when they were
     trained: a run's recorded `data.normalization`; for keras.applications' ImageNet weights,
     a Keras file or an automl checkpoint, the model's own recipe's (ImageNet mean/std for
     V2-B0..B3 and V1, (x - 128) / 128 for V2-S/M/L/XL and custom models)."""
     from efficientnetv2.datasets.preprocessing import recipe_for
 
-    run = initial_run_config(config)
     if run is not None:
         return recipe_for(run.data).normalization
     own = model_config(config.model.model_name).get("data", {})

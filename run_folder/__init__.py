@@ -181,6 +181,17 @@ def class_names(checkpoint: str, config) -> list[str]:
     return names_or_ids(get_spec(config.data.ds_name).class_names, config.model.num_classes)
 
 
+def _float32_model(config: ml_collections.ConfigDict) -> keras.Model:
+    """`config`'s model with `model.num_classes` classes in float32, whatever the policy."""
+    name, overrides = model_arguments(config)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        return efficientnetv2.get_model(name, config.model.num_classes, **overrides)
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
 @dataclasses.dataclass
 class RestoredModel:
     model: keras.Model
@@ -198,13 +209,7 @@ def restore_model(path: str, use_ema: bool = True,
     export and prediction serve."""
     checkpoint = run_checkpoint(path)
     config = run_config(checkpoint, eval_overrides)
-    name, overrides = model_arguments(config)
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        model = efficientnetv2.get_model(name, config.model.num_classes, **overrides)
-    finally:
-        keras.config.set_dtype_policy(policy)
+    model = _float32_model(config)
     averaged = model.trainable_variables + batch_norm_statistics(model)
     averages = {ema_key(v): tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
                 for v in averaged}
@@ -242,13 +247,7 @@ def pretrained_model(config: ml_collections.ConfigDict, weights: str) -> Restore
                         "model.num_classes to the classes of the weights")
     with config.unlocked():
         config.model.num_classes = classes
-    name, overrides = model_arguments(config)
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        model = efficientnetv2.get_model(name, classes, **overrides)
-    finally:
-        keras.config.set_dtype_policy(policy)
+    model = _float32_model(config)
     load_pretrained(model, config.model.model_name, weights, keep_classifier=True)
     return RestoredModel(model, config, names_or_ids(class_names, classes), weights, ema=False)
 

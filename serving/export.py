@@ -143,9 +143,6 @@ def save_saved_model(module: InferenceModule, target: str) -> str:
     return target
 
 
-QUANTIZATIONS = ("none", "dynamic", "full")
-
-
 def save_tflite(module: InferenceModule, path: str, quantize: str = "none",
                 calibration: np.ndarray | None = None) -> str:
     """A TFLite model: one image [1, S, S, 3] of pixel values 0..255 at the eval size S in,
@@ -258,10 +255,10 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
     module = module_for_run(restored, top_k)
     try:
         paths = [save_saved_model(module, target)]
-        for quantize in QUANTIZATIONS:
+        for quantize, name in TFLITE_FILES.items():
             if quantize in tflite:
-                paths.append(save_tflite(module, os.path.join(target, TFLITE_FILES[quantize]),
-                                         quantize, images if quantize == "full" else None))
+                paths.append(save_tflite(module, os.path.join(target, name), quantize,
+                                         images if quantize == "full" else None))
         if hub:
             from .hub import save_hub_modules
 
