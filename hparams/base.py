@@ -41,6 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
             "lr_decay_factor": 0.97,
             "lr_warmup_epoch": 5.0,
             "lr_min": 0.0,
+            # rmsprop's mean square of the gradients starts here: 1 as the original's main.py
+            # (TF1 RMSPropOptimizer), 0 as Keras' RMSprop and the original's main_tf2.py.
+            "rmsprop_ms_init": 1.0,
             "nesterov": False,  # optimizer momentum: Nesterov's instead of plain (the original's)
             "ema_decay": 0.9999,
             "weight_decay": 1e-5,

@@ -12,19 +12,43 @@ from efficientnetv2.errors import UserError
 OPTIMIZERS = ("rmsprop", "sgd", "momentum", "adam", "adamw")
 
 
+class RMSprop(keras.optimizers.RMSprop):
+    """Keras' RMSprop with the mean square of the gradients starting at `initial_mean_square`:
+    1 in TF1's `RMSPropOptimizer` (the original's main.py), 0 in Keras (its main_tf2.py)."""
+
+    def __init__(self, initial_mean_square: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_mean_square = float(initial_mean_square)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        for velocity in self._velocities:
+            velocity.assign(keras.ops.full_like(velocity, self.initial_mean_square))
+
+    def get_config(self):
+        return {**super().get_config(), "initial_mean_square": self.initial_mean_square}
+
+
 def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
-                    weight_decay=None) -> keras.optimizers.Optimizer:
+                    weight_decay=None, not_decayed: list | None = None
+                    ) -> keras.optimizers.Optimizer:
     """The optimizer `train.optimizer` names, with gradient clipping by global norm
-    (`train.gclip` > 0). rmsprop has the original's settings (decay 0.9, momentum 0.9,
-    epsilon 0.001); momentum is plain momentum 0.9 (Nesterov's with `train.nesterov`); adamw
-    applies `train.weight_decay` as decoupled weight decay (`weight_decay`, when given, is a
-    variable the training loop updates every step: the weight-decay ramp). `mixed_float16`
-    wraps it in Keras' dynamic loss scaling. The EMA of the weights is the training loop's
-    (`average_of`), as for the batch-norm statistics."""
+    (`train.gclip` > 0; under tf.distribute each replica's gradient is clipped before the
+    sum, as the original's CrossShardOptimizer does). rmsprop has the original's settings
+    (decay 0.9, momentum 0.9, epsilon 0.001, the mean square starting at
+    `train.rmsprop_ms_init`); momentum is plain momentum 0.9 (Nesterov's with
+    `train.nesterov`); adamw applies `train.weight_decay` as decoupled weight decay to every
+    variable but `not_decayed` (`weight_decay`, when given, is a variable the training loop
+    updates every step: the weight-decay ramp). `mixed_float16` wraps it in Keras' dynamic
+    loss scaling. The EMA of the weights is the training loop's (`average_of`), as for the
+    batch-norm statistics."""
     common = {"learning_rate": learning_rate, "global_clipnorm": train_config.gclip or None}
     name = train_config.optimizer
     if name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(rho=0.9, momentum=0.9, epsilon=0.001, **common)
+        optimizer = RMSprop(rho=0.9, momentum=0.9, epsilon=0.001,
+                            initial_mean_square=train_config.rmsprop_ms_init, **common)
     elif name == "sgd":
         optimizer = keras.optimizers.SGD(**common)
     elif name == "momentum":
@@ -34,6 +58,7 @@ def build_optimizer(train_config, learning_rate, mixed_float16: bool = False,
         optimizer = keras.optimizers.Adam(**common)
     elif name == "adamw":
         optimizer = keras.optimizers.AdamW(weight_decay=train_config.weight_decay, **common)
+        optimizer.exclude_from_weight_decay(var_list=not_decayed or [])
         if weight_decay is not None:
             optimizer.weight_decay = weight_decay
     else:

@@ -53,9 +53,11 @@ class Trainer(Evaluator):
             self.ema_decay = _scalar_variable(config.train.ema_decay, "ema_decay")
             self.learning_rate = learning_rate_schedule(config.train, self.plan.steps_per_epoch,
                                                         self.plan.total_steps)
+            decayed = {id(v) for v in self.decayed}
             self.optimizer = optimization.build_optimizer(
                 config.train, self.learning_rate, mixed_float16=self.policy == "mixed_float16",
-                weight_decay=self.weight_decay)
+                weight_decay=self.weight_decay,
+                not_decayed=[v for v in self.variables if id(v) not in decayed])
             self.optimizer.build(self.variables)
             self.loss_fn = optimization.loss_function(self.loss_type, config.train.label_smoothing)
         seeds = [v.value for v in self.model.non_trainable_variables if "seed_generator" in v.path]
