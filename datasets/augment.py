@@ -95,9 +95,13 @@ def _autocontrast(image):
 
 
 def _sharpness(image, level):
+    """PIL's SMOOTH filter blended with the image; the border pixels keep their values (as
+    PIL and the original, which filter the interior only)."""
     kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    blurred = tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "SAME")[0]
+    inner = tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "VALID")[0]
+    inside = tf.pad(tf.ones_like(inner, tf.bool), [[1, 1], [1, 1], [0, 0]])
+    blurred = tf.where(inside, tf.pad(inner, [[1, 1], [1, 1], [0, 0]]), image)
     return _blend(blurred, image, _enhance_factor(level))
 
 
@@ -120,7 +124,7 @@ OPS = {  # name -> fn(image float32 0..255, level, seed, consts=(cutout, transla
     "Invert": lambda im, lv, sd: 255.0 - im,
     "Rotate": _rotate,
     "Posterize": lambda im, lv, sd: _posterize(im, lv),
-    "Solarize": lambda im, lv, sd: tf.where(im < lv / MAX_LEVEL * 256.0, im, 255.0 - im),
+    "Solarize": lambda im, lv, sd: tf.where(im < float(int(lv / MAX_LEVEL * 256)), im, 255.0 - im),
     "SolarizeAdd": lambda im, lv, sd: tf.where(
         im < 128.0, tf.minimum(im + float(int(lv / MAX_LEVEL * 110)), 255.0), im),
     "Color": lambda im, lv, sd: _blend(_gray(im), im, _enhance_factor(lv)),

@@ -103,21 +103,36 @@ def test_top_k_counts_the_first_positive_label_as_the_original():
     assert float(top_k_hits(labels, logits, 5)) == 2.0
 
 
-def test_rmsprop_steps_equal_the_formula():
-    """The default optimizer: rho 0.9, momentum 0.9, epsilon 0.001 (inside the root), three
-    steps against numpy."""
+@pytest.mark.parametrize("start", [1.0, 0.0])
+def test_rmsprop_steps_equal_the_formula(start):
+    """The default optimizer: rho 0.9, momentum 0.9, epsilon 0.001 (inside the root), the
+    mean square starting at 1 (TF1's RMSPropOptimizer, the original's main.py) or 0 (Keras,
+    its main_tf2.py), three steps against numpy."""
     from efficientnetv2.training.optimization import build_optimizer
 
-    config = data_config("imagenet", "train.ema_decay=0,train.gclip=0")
+    config = data_config("imagenet", f"train.ema_decay=0,train.gclip=0,train.rmsprop_ms_init={start}")
     optimizer = build_optimizer(config.train, 0.01)
     variable = keras.Variable(np.array([0.3, -1.0, 2.0], "float32"))
-    weights, square, momentum = np.array([0.3, -1.0, 2.0]), np.zeros(3), np.zeros(3)
+    weights, square, momentum = np.array([0.3, -1.0, 2.0]), np.full(3, start), np.zeros(3)
     for grad in (np.array([0.2, -0.5, 1.0]), np.array([-0.1, 0.4, 0.0]), np.array([0.3, 0.3, -2.0])):
         optimizer.apply_gradients([(grad.astype("float32"), variable)])
         square = 0.9 * square + 0.1 * grad**2
         momentum = 0.9 * momentum + 0.01 * grad / np.sqrt(square + 0.001)
         weights = weights - momentum
         np.testing.assert_allclose(variable.numpy(), weights, rtol=1e-5)
+
+
+def test_rmsprop_starts_as_the_original_and_older_runs_as_they_ran(tmp_path):
+    """The default is the original's start; a run folder written before the key trained
+    with Keras' zero start and reads back so."""
+    from efficientnetv2 import hparams
+    from efficientnetv2.run_folder import saved_config
+
+    assert data_config("imagenet").train.rmsprop_ms_init == 1.0
+    config = data_config("imagenet")
+    del config.train["rmsprop_ms_init"]
+    hparams.save_config(config, str(tmp_path))
+    assert saved_config(str(tmp_path)).train.rmsprop_ms_init == 0.0
 
 
 def test_gclip_scales_the_gradients_to_the_global_norm():
