@@ -1,0 +1,31 @@
+"""run_folder.checkpoints: which checkpoint `best/` keeps, from scripted evaluation scores."""
+
+import pytest
+import tensorflow as tf
+
+from efficientnetv2.run_folder import checkpoints
+
+
+@pytest.mark.parametrize("scores, best_step", [
+    ([0.2, 0.5, 0.7, 0.4, 0.6, 0.3], 3),  # the maximum in the middle, not the latest
+    ([0.2, 0.6, 0.6, 0.5, 0.6], 2),  # ties: the first to reach the maximum stays
+    ([0.9, 0.1, 0.2, 0.3], 1),  # the first evaluation, never beaten
+    ([0.1, 0.2, 0.3], 3),  # rising to the end
+])
+def test_best_keeps_the_first_highest_score_and_its_weights(tmp_path, scores, best_step):
+    """Each evaluated step saves the weights it had; best/ then holds the checkpoint (and
+    the weights) of the first highest score, and best.json names its step and score."""
+    weights = tf.Variable(0.0)
+    kept = checkpoints.Checkpoints(str(tmp_path), keep=10, weights=weights)
+    saved = []
+    for step, score in enumerate(scores, start=1):
+        weights.assign(float(step))
+        kept.save(step)
+        saved.append(kept.save_if_best(step, score))
+    assert saved == [s > max(scores[:i], default=-1) for i, s in enumerate(scores)]
+    best = tf.train.latest_checkpoint(str(tmp_path / checkpoints.BEST_DIR))
+    assert checkpoints.step_of(best) == best_step
+    assert kept.best_top1() == {"step": best_step, "top1": pytest.approx(max(scores))}
+    weights.assign(-1.0)
+    tf.train.Checkpoint(weights=weights).restore(best).expect_partial()
+    assert float(weights.numpy()) == best_step
