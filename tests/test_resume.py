@@ -101,17 +101,42 @@ def test_ctrl_c_or_sigterm_saves_where_it_stopped_and_resumes_exactly(data_dir, 
     assert_same(weights(model_dir, TOTAL), reference)
 
 
-def test_sigkill_at_seeded_random_moments_resumes_exactly(data_dir, tmp_path, reference):
-    """Fault injection: SIGKILL at three moments drawn from a fixed seed (start-up, a step, a
-    save or an evaluation alike; the seed makes a failure reproducible); the run resumed
-    after each ends with the uninterrupted run's weights."""
+def _seen(path, text: str = "") -> bool:
+    """Whether the file exists (and holds `text`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return text in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def kill_when(process, ready) -> None:
+    """SIGKILL as soon as `ready()` holds (polled every 10 ms), whatever the machine's speed."""
+    deadline = time.time() + 300
+    while not ready():
+        assert process.poll() is None and time.time() < deadline, "the run ended before it"
+        time.sleep(0.01)
+    process.kill()
+    process.communicate(timeout=120)
+
+
+def test_sigkill_at_each_kind_of_moment_resumes_exactly(data_dir, tmp_path, reference):
+    """Fault injection on progress, not on time: SIGKILL at start-up (the config just
+    written, no step yet), between checkpoints (a logged step past the last save), while a
+    checkpoint is written (its data file on disk, maybe before the index that makes it the
+    latest) and during the last save and final evaluation; the run resumed after each ends
+    with the uninterrupted run's weights."""
     model_dir = tmp_path / "run"
-    for delay in np.random.default_rng(7).uniform(3, 15, size=3):
-        process = start(data_dir, model_dir)
-        time.sleep(delay)
-        process.kill()
-        process.communicate(timeout=120)
-    finish(start(data_dir, model_dir))
+    moments = [
+        lambda: _seen(model_dir / "config.yaml"),
+        lambda: _seen(model_dir / "log.csv", "\ntrain,20,"),  # ckpt-12 is the latest
+        lambda: any(model_dir.glob("ckpt-24.*")),  # the stage boundary's save
+        lambda: any(model_dir.glob(f"ckpt-{TOTAL}.*")),
+    ]
+    for ready in moments:
+        kill_when(start(data_dir, model_dir), ready)
+    stdout = finish(start(data_dir, model_dir))
+    assert "resumed from" in stdout
     assert_same(weights(model_dir, TOTAL), reference)
 
 
