@@ -366,6 +366,14 @@ def in_flags(message: str) -> str:
     return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: f"--{m[1]}" if m[1] in FLAGS else m[0], message)
 
 
+def shortened(message: str, limit: int = 2000) -> str:
+    """A message of at most about `limit` characters, cut in the middle (a long quoted value
+    is cut, the reason and the fix at the end are kept)."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit // 2]} ...[{len(message) - limit:,} characters]... {message[-limit // 2:]}"
+
+
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # TensorFlow's per-checkpoint INFO lines
     if len(argv) > 1:
@@ -379,7 +387,7 @@ def main(argv: list[str]) -> None:
               "only when complete", file=sys.stderr)
         sys.exit(130)
     except UserError as e:
-        print(f"error: {in_flags(str(e))[:2000]}", file=sys.stderr)
+        print(f"error: {shortened(in_flags(str(e)))}", file=sys.stderr)
         # TensorFlow warns at exit about a half-restored checkpoint; the error line says it all
         logging.set_verbosity(logging.ERROR)
         if "tensorflow" in sys.modules:

@@ -11,13 +11,18 @@ class) or `root/train/<class>/...` + `root/val/<class>/...`. Decisions on bad in
   they are stored turned (TensorFlow's decoder ignores it): converted once to PNG, upright,
   in a cache folder;
   1, 2 and 4 channels, palettes and CMYK become RGB in the pipeline;
-- a missing folder, an empty class folder, a single class, or train/val with different
-  classes: a one-line error.
+- a missing folder, an empty class folder, a single class, train/val with different
+  classes, a class folder name that is not UTF-8 or holds a line break (`classes.txt` holds a
+  name per line), or a validation split left empty: a one-line error;
+- FIFOs, sockets and devices (by extension images or not) are never opened: skipped and
+  reported; hidden class folders (`.name`) are not classes, and are reported.
 
 Multi-label images: a `labels.csv` at the folder's root (header `image,labels`, then one row
 per image: its path relative to the folder and its class names separated by spaces) instead
 of class folders. The validation split is the rows under `val/` or `validation/` if any, else
-a seeded `data.val_fraction` of the rows. Labels become multi-hot vectors.
+a seeded `data.val_fraction` of the rows. Labels become multi-hot vectors. A row naming a file
+outside the folder (an absolute path, or one climbing out with `..`) is skipped and reported,
+never opened.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, printable, quoted
+from efficientnetv2.files import atomic_write
 
 from .preprocessing import decode
 
@@ -59,6 +65,29 @@ def _class_folders(directory: str) -> list[str]:
                   if os.path.isdir(os.path.join(directory, d)) and not d.startswith("."))
 
 
+def _hidden_folders(directory: str) -> list[str]:
+    return sorted(d for d in os.listdir(directory)
+                  if d.startswith(".") and os.path.isdir(os.path.join(directory, d)))
+
+
+def _check_class_name(directory: str, name: str) -> None:
+    """A class name must survive `classes.txt` (a name per line) and TensorFlow's paths."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"class folder {printable(os.fsdecode(os.path.join(directory, name)))} has "
+                        "a name that is not UTF-8; rename it (its name is the class name)") from None
+    if name.splitlines() != [name]:
+        raise UserError(f"class folder {quoted(os.path.join(directory, name))} has a line break "
+                        "in its name; rename it (classes.txt holds one class name per line)")
+
+
+def _regular(path: str) -> bool:
+    """Whether `path` is a regular file (or a link to one): never a FIFO, socket or device,
+    which would block or never end when read."""
+    return os.path.isfile(path)
+
+
 def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1: stored upright; 2-8: mirrored and/or turned)."""
     try:
@@ -68,12 +97,15 @@ def exif_orientation(image: Image.Image) -> int:
 
 
 def _convert_to_png(path: str, image: Image.Image) -> str:
+    """The cached PNG of `path` (upright, RGB), written whole or not at all (a temporary
+    name, renamed when complete); a cached file that does not decode is written again."""
     os.makedirs(CACHE_DIR, exist_ok=True)
     stat = os.stat(path)
     key = hashlib.sha1(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime}".encode()).hexdigest()
     target = os.path.join(CACHE_DIR, f"{key}.png")
-    if not os.path.exists(target):
-        ImageOps.exif_transpose(image).convert("RGB").save(target)
+    if not (os.path.exists(target) and _tf_decodes(target)):
+        with atomic_write(target, "wb") as f:
+            ImageOps.exif_transpose(image).convert("RGB").save(f, "PNG")
     return target
 
 
@@ -100,6 +132,9 @@ def check_image(path: str) -> tuple[str | None, str | None]:
             if ((modes is not None and image.mode not in modes) or exif_orientation(image) != 1
                     or not _tf_decodes(path)):
                 return _convert_to_png(path, image), None
+    except Image.DecompressionBombError:
+        return None, (f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's limit against "
+                      "decompression bombs); resize it")
     except Exception as e:  # PIL raises many types for damaged files
         return None, f"not a readable image ({type(e).__name__})"
     return path, None
@@ -128,7 +163,7 @@ def _scan_classes(directory: str, class_names: list[str], skipped: list[str]
             if os.path.isdir(path):
                 skipped.append(f"{path}: a folder inside a class folder (not read)")
                 continue
-            if not os.path.isfile(path):
+            if not _regular(path):
                 skipped.append(f"{path}: " + ("a broken link" if os.path.islink(path)
                                               else "not a regular file"))
                 continue
@@ -179,6 +214,8 @@ def _split_layout(root: str | None, split: str) -> tuple[str, list[str], bool]:
     if len(class_names) < 2:
         raise UserError(f"image folder {directory!r} has {len(class_names)} class folder(s); "
                         f"a classifier needs at least 2 (one sub-folder per class)")
+    for name in class_names:
+        _check_class_name(directory, name)
     return directory, class_names, presplit
 
 
@@ -191,7 +228,7 @@ def _labels_rows(root: str) -> list[tuple[str, list[str]]]:
     """(relative path, class names) of each row of a multi-label folder's labels.csv."""
     path = os.path.join(root, LABELS_FILE)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
             reader = csv.DictReader(f)
             if not reader.fieldnames or {"image", "labels"} - set(reader.fieldnames):
                 raise UserError(f"{path}: the first line must be the header 'image,labels' "
@@ -210,6 +247,19 @@ def _labels_rows(root: str) -> list[tuple[str, list[str]]]:
 
 def _in_validation(path: str) -> bool:
     return path.replace("\\", "/").split("/")[0] in VALIDATION_FOLDERS
+
+
+def _row_file(root: str, relative: str) -> tuple[str, str | None]:
+    """(path, None) of a labels.csv row's file, or (path, why it is not read): outside the
+    folder (absolute, or climbing out with ..), missing, or not a regular file."""
+    path = os.path.join(root, relative)
+    if os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == os.pardir:
+        return path, "outside the folder (not read)"
+    if not os.path.lexists(path):
+        return path, "no such file"
+    if not _regular(path):
+        return path, "not a regular file (not read)"
+    return path, None
 
 
 def scan_labels_file(root: str, split: str, val_fraction: float = 0.1, seed: int = 0
@@ -233,8 +283,8 @@ def scan_labels_file(root: str, split: str, val_fraction: float = 0.1, seed: int
     index = {name: i for i, name in enumerate(class_names)}
     paths, labels, skipped = [], [], []
     for relative, names in chosen:
-        path = os.path.join(root, relative)
-        good, reason = check_image(path) if os.path.isfile(path) else (None, "no such file")
+        path, reason = _row_file(root, relative)
+        good, reason = check_image(path) if reason is None else (None, reason)
         if good:
             paths.append(good)
             labels.append([index[name] for name in names])
@@ -242,7 +292,8 @@ def scan_labels_file(root: str, split: str, val_fraction: float = 0.1, seed: int
             skipped.append(f"{path}: {reason}")
     if not paths:
         raise UserError(f"{os.path.join(root, LABELS_FILE)}: no usable image in the "
-                        f"{'training' if split == 'train' else 'validation'} split")
+                        f"{'training' if split == 'train' else 'validation'} split"
+                        + ("" if chosen else f" ({len(rows)} row(s) leave it empty); add rows"))
     if skipped:
         warnings.warn(f"{root}: skipped {len(skipped)} image(s) of {LABELS_FILE}: "
                       + "; ".join(skipped[:5]), stacklevel=2)
@@ -255,7 +306,8 @@ def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, s
     if root and os.path.isfile(os.path.join(root, LABELS_FILE)):
         return scan_labels_file(root, split, val_fraction, seed)
     directory, class_names, presplit = _split_layout(root, split)
-    skipped: list[str] = []
+    skipped = [f"{os.path.join(directory, name)}: a hidden folder (not a class)"
+               for name in _hidden_folders(directory)]
     per_class, ignored = _scan_classes(directory, class_names, skipped)
     if not presplit:
         if not 0 < val_fraction < 1:
@@ -263,9 +315,13 @@ def scan_image_folder(root: str | None, split: str, val_fraction: float = 0.1, s
         per_class = _seeded_split(per_class, split, val_fraction, seed)
     paths = [p for group in per_class for p in group]
     labels = [i for i, group in enumerate(per_class) for _ in group]
+    if not paths:  # each class holds one image: the seeded split keeps it for training
+        raise UserError(f"image folder {directory}: the validation split is empty (every class "
+                        "has a single usable image); add images (2 or more per class) or give "
+                        "train/ and val/ folders")
     if skipped or ignored:
         shown = "; ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        warnings.warn(f"image folder {directory}: skipped {len(skipped)} unreadable image(s)"
+        warnings.warn(f"image folder {directory}: skipped {len(skipped)} unreadable image(s) or folder(s)"
                       f"{': ' + shown if skipped else ''}; ignored {ignored} non-image file(s)",
                       stacklevel=2)
     return FolderScan(root, class_names, paths, labels, skipped, ignored)
@@ -287,8 +343,9 @@ def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300)
     if root and os.path.isfile(os.path.join(root, LABELS_FILE)):
         rows = _labels_rows(root)
         presplit = any(_in_validation(path) for path, _ in rows)
-        train = [os.path.join(root, path) for path, _ in rows
-                 if not (presplit and _in_validation(path))]
+        train = [path for path, reason in (_row_file(root, relative) for relative, _ in rows
+                                           if not (presplit and _in_validation(relative)))
+                 if reason is None]
         count = len(train) if presplit else len(rows) - _num_val(len(rows), val_fraction)
         classes = len({name for _, names in rows for name in names})
         return _stats(count, classes, train, sample)
@@ -297,7 +354,8 @@ def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300)
     for name in class_names:
         folder = os.path.join(directory, name)
         images = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                  if f.lower().endswith(EXTENSIONS) and not f.startswith(".")]
+                  if f.lower().endswith(EXTENSIONS) and not f.startswith(".")
+                  and _regular(os.path.join(folder, f))]
         files.append(images)
     count = sum(len(images) if presplit or len(images) < 2
                 else len(images) - _num_val(len(images), val_fraction) for images in files)

@@ -27,3 +27,10 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     one-line errors that quote a library's error."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()),
                 type(error).__name__)[:limit]
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, line breaks) and undecodable bytes
+    shown escaped, for names a user's files supply that get printed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1]
+                   for c in text.encode("utf-8", "backslashreplace").decode("utf-8"))

@@ -13,6 +13,7 @@ import yaml
 
 from efficientnetv2 import OVERRIDES, UserError, resolve_options
 from efficientnetv2.families import architecture
+from efficientnetv2.files import write_text
 
 from .base import base_config
 from .dataset_configs import DATASET_CONFIGS, dataset_config, resolve_dataset_cfg
@@ -60,7 +61,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
             and os.path.isdir(config.data.data_dir)):  # else the data loader says what is wrong
         plan_from_folder(config, given)
-    check_counts(config)
+    check_ranges(config)
     resolve_image_sizes(config)
     if config.train.ft_init_ckpt and "data.normalization" not in given:
         config.data.normalization = initial_weights_normalization(config, initial_run)
@@ -133,21 +134,36 @@ def plan_from_folder(config: ml_collections.ConfigDict, given: dict[str, Any]) -
     config.data.auto_plan = folder_plan.describe(stats, choices)
 
 
-# key -> the smallest value that makes sense
-COUNTS = {"train.batch_size": 1, "eval.batch_size": 1, "eval.every_epochs": 1,
-          "train.epochs": 1e-9, "train.stages": 0,
-          "runtime.iterations_per_loop": 1, "runtime.keep_checkpoint_max": 1,
-          "data.max_train_examples": 0, "data.max_eval_examples": 0, "train.min_steps": 0}
+# key -> the values that make sense, as an interval ("(0, inf)": positive)
+RANGES = {"train.batch_size": "[1, inf)", "eval.batch_size": "[1, inf)",
+          "eval.every_epochs": "[1, inf)", "train.epochs": "(0, inf)", "train.stages": "[0, inf)",
+          "runtime.iterations_per_loop": "[1, inf)", "runtime.keep_checkpoint_max": "[1, inf)",
+          "data.max_train_examples": "[0, inf)", "data.max_eval_examples": "[0, inf)",
+          "train.min_steps": "[0, inf)", "train.seed": f"[0, {2**31 - 1}]",
+          "train.lr_base": "[0, inf)", "train.lr_min": "[0, inf)", "train.lr_warmup_epoch": "[0, inf)",
+          "train.lr_decay_epoch": "(0, inf)", "train.lr_decay_factor": "(0, 1]",
+          "train.label_smoothing": "[0, 1)", "train.ema_decay": "[0, 1)",
+          "train.weight_decay": "[0, inf)", "train.weight_decay_inc": "[0, inf)",
+          "train.gclip": "[0, inf)", "train.rmsprop_ms_init": "[0, inf)",
+          "train.dropout_base": "[0, 1)", "data.mixup_alpha": "[0, inf)",
+          "data.cutmix_alpha": "[0, inf)", "data.random_erasing": "[0, 1]"}
 
 
-def check_counts(config: ml_collections.ConfigDict) -> None:
-    """Sizes and counts below their minimum (a batch of 0, -2 stages) as one-line errors."""
-    for key, least in COUNTS.items():
+def _inside(value: float, interval: str) -> bool:
+    low, high = (float(bound) for bound in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+    """Values outside what makes sense (a batch of 0, a negative rate, label smoothing of 5)
+    as one-line errors naming the key and its range."""
+    for key, interval in RANGES.items():
         section, name = key.split(".")
-        value = config[section][name]
-        if value is not None and value < least:
-            need = "positive" if least > 0 else "zero or more"
-            raise UserError(f"{key}={value} must be {need}")
+        value = config[section].get(name)
+        if isinstance(value, (int, float)) and not _inside(value, interval):
+            raise UserError(f"{key}={value} must be in {interval}")
 
 
 def resolve_image_sizes(config: ml_collections.ConfigDict) -> None:
@@ -202,9 +218,8 @@ def model_arguments(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, A
 
 
 def save_config(config: ml_collections.ConfigDict, directory: str) -> str:
-    """Writes the run's final config as YAML in `directory`; returns the path."""
+    """Writes the run's final config as YAML in `directory` (whole or not at all); returns
+    the path."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, CONFIG_FILENAME)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-    return path
+    return write_text(os.path.join(directory, CONFIG_FILENAME),
+                      yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -17,6 +17,7 @@ import yaml
 
 import efficientnetv2
 from efficientnetv2.errors import UserError, first_line, quoted
+from efficientnetv2.files import write_text
 from efficientnetv2.hparams import CONFIG_FILENAME, model_arguments
 from efficientnetv2.hparams.base import base_config
 from efficientnetv2.hparams.overrides import apply_overrides
@@ -36,11 +37,8 @@ SAVED_MODEL = "saved_model.pb"
 
 
 def write_class_names(directory: str, names: list[str]) -> str:
-    """Writes the class names, one per line, beside the run's config."""
-    path = os.path.join(directory, CLASSES_FILENAME)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(f"{name}\n" for name in names))
-    return path
+    """Writes the class names, one per line, beside the run's config (whole or not at all)."""
+    return write_text(os.path.join(directory, CLASSES_FILENAME), "".join(f"{name}\n" for name in names))
 
 
 def folder_of(checkpoint: str) -> str | None:
@@ -71,10 +69,10 @@ def is_run(path: str) -> bool:
     return tf.io.gfile.exists(path + ".index") and folder_of(path) is not None
 
 
-def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[str]) -> None:
+def check_resumable(folder: str, config: ml_collections.ConfigDict, names: list[str]) -> None:
     """A UserError when `folder` holds a run with checkpoints on other data than `config`
-    (another dataset, preprocessing recipe or class names; a moved `data_dir` is fine):
-    resuming would mix them. Nothing is written."""
+    (another dataset, preprocessing recipe or class names; a moved `data_dir` is fine) or of
+    another batch size: resuming would mix them. Nothing is written."""
     if not (is_run(folder) and has_checkpoints(folder)):
         return
     saved = saved_config(folder)
@@ -84,10 +82,16 @@ def check_same_data(folder: str, config: ml_collections.ConfigDict, names: list[
     before = saved_class_names(folder)
     if before is not None and before != list(names):
         changed.append(f"classes {quoted(before, 60)} -> {quoted(list(names), 60)}")
+    start_from_it = (f"train into another `model_dir`, adding `hparam_str`=train.ft_init_ckpt="
+                     f"{folder} to start from its weights")
     if changed:
         raise UserError(f"{folder} holds a run on other data ({'; '.join(changed)}); nothing was "
-                        "changed: train into another `model_dir`, adding "
-                        f"`hparam_str`=train.ft_init_ckpt={folder} to start from its weights")
+                        f"changed: {start_from_it}")
+    if saved.train.batch_size != config.train.batch_size:  # its step counter counts batches
+        raise UserError(f"{folder} holds a run of train.batch_size={saved.train.batch_size}, not "
+                        f"{config.train.batch_size}: its steps would land elsewhere in the data; "
+                        f"nothing was changed: resume with train.batch_size="
+                        f"{saved.train.batch_size}, or {start_from_it}")
 
 
 def before_hint(checkpoint: str) -> str:

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from efficientnetv2.errors import UserError, first_line
+from efficientnetv2.files import write_text
 
 BEST_DIR = "best"
 BEST_FILE = "best.json"
@@ -58,46 +59,39 @@ def check_writable(directory: str) -> None:
 def run_lock(directory: str):
     """Holds `directory` for this process while training writes it: a second run into the
     same folder is refused with a UserError naming the first. The lock is the kernel's
-    (flock on `run.lock`), released when the process ends however it ends, so the file a
-    killed run leaves behind does not block a resume; a run that ends removes the file.
-    Folders on remote filesystems (gs://) are not locked."""
+    (flock on the folder itself), released when the process ends however it ends, and
+    kept if someone deletes `run.lock`, the file that names the holder (a killed run's
+    file does not block a resume; a run that ends removes it). Folders on remote
+    filesystems (gs://) are not locked."""
     if "://" in directory:
         yield
         return
     path = os.path.join(directory, LOCK_FILE)
-    handle = _acquire(path)
+    handle = os.open(directory, os.O_RDONLY)
     try:
-        started = datetime.datetime.now().isoformat(timespec="seconds")
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: "
-                     f"{' '.join(sys.argv)[:300]}\n")
-        handle.flush()
-        yield
-    finally:
-        os.remove(path)
-        handle.close()
-
-
-def _acquire(path: str):
-    """The locked, emptied lock file at `path` (retrying if the holder removed it meanwhile)."""
-    while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held by run_lock)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise UserError(f"{os.path.dirname(path)} is in use by another run ({holder}); "
-                            "wait for it to end or stop it, or pass another `model_dir`") from None
+            raise UserError(f"{directory} is in use by another run ({_holder(path)}); wait for it "
+                            "to end or stop it, or pass another `model_dir`") from None
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        write_text(path, f"pid {os.getpid()} on {socket.gethostname()} since {started}: "
+                         f"{' '.join(sys.argv)[:300]}\n")
         try:
-            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            handle.seek(0)
-            handle.truncate()
-            return handle
-        handle.close()
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    finally:
+        os.close(handle)
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(400).strip() or "another process"
+    except OSError:
+        return "another process"
 
 
 class Checkpoints:
@@ -184,8 +178,8 @@ class Checkpoints:
             return False
         self._save(self.best_manager, step)
         if self.write:
-            with open(os.path.join(self.directory, BEST_DIR, BEST_FILE), "w") as f:
-                json.dump({"step": int(step), "top1": float(top1)}, f)
+            write_text(os.path.join(self.directory, BEST_DIR, BEST_FILE),
+                       json.dumps({"step": int(step), "top1": float(top1)}))
         return True
 
     def best_top1(self) -> dict | None:

@@ -26,6 +26,7 @@ from absl import logging
 
 from efficientnetv2.datasets import preprocessing
 from efficientnetv2.errors import UserError
+from efficientnetv2.files import scratch_folder
 from efficientnetv2.inference import TestTimeViews, inference_logits
 
 CLASSES_ASSET = "classes.txt"
@@ -51,16 +52,10 @@ class InferenceModule(tf.Module):
         self.top_k = min(top_k, len(class_names))
         self.multilabel = multilabel
         self.views = views or TestTimeViews()
-        self._staging = tempfile.mkdtemp(prefix="efficientnetv2_assets_")
-        for name, text in ((CLASSES_ASSET, "".join(f"{c}\n" for c in class_names)),
-                           (CONFIG_ASSET, config_yaml)):
-            with open(os.path.join(self._staging, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        self.classes_file = tf.saved_model.Asset(os.path.join(self._staging, CLASSES_ASSET))
-        self.config_file = tf.saved_model.Asset(os.path.join(self._staging, CONFIG_ASSET))
-        self.class_table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
-            self.classes_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value="")
+        self.config_yaml = config_yaml
+        self.class_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.range(len(class_names), dtype=tf.int64), tf.constant(self.class_names)),
+            default_value="")
         self.serve_bytes = tf.function(self._serve_bytes, input_signature=[
             tf.TensorSpec([None], tf.string, name="image_bytes")])
         self.serve_images = tf.function(self._serve_images, input_signature=[
@@ -102,9 +97,6 @@ class InferenceModule(tf.Module):
         logits = self._logits(preprocessing.normalize(images, self.recipe.normalization))
         return {"logits": logits, "probabilities": self._activate(logits)}
 
-    def cleanup(self) -> None:
-        shutil.rmtree(self._staging, ignore_errors=True)
-
 
 def version_dir(export_dir: str, version: int, overwrite: bool) -> str:
     """`<export_dir>/<version>`, refused (before any work) if it exists unless `overwrite`."""
@@ -120,27 +112,34 @@ def version_dir(export_dir: str, version: int, overwrite: bool) -> str:
     return target
 
 
-def save_saved_model(module: InferenceModule, target: str) -> str:
-    """Writes the SavedModel into `target` through a scratch folder beside it, so that an
-    existing version is replaced only by a complete export."""
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}-", dir=parent)
+def save_saved_model(module: InferenceModule, directory: str) -> str:
+    """Writes the SavedModel into `directory`, the class names and the run's config as its
+    assets (`assets/classes.txt`, `assets/config.yaml`)."""
+    staging = tempfile.mkdtemp(prefix=".assets-", dir=directory)
+    for name, text in ((CLASSES_ASSET, "".join(f"{c}\n" for c in module.class_names)),
+                       (CONFIG_ASSET, module.config_yaml)):
+        with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    module.classes_file = tf.saved_model.Asset(os.path.join(staging, CLASSES_ASSET))
+    module.config_file = tf.saved_model.Asset(os.path.join(staging, CONFIG_ASSET))
     try:
-        tf.saved_model.save(module, scratch, signatures={
+        tf.saved_model.save(module, directory, signatures={
             BYTES_SIGNATURE: module.serve_bytes.get_concrete_function(),
             IMAGES_SIGNATURE: module.serve_images.get_concrete_function()})
-        if os.path.exists(target):
-            old = scratch + ".old"
-            os.rename(target, old)
-            os.rename(scratch, target)
-            shutil.rmtree(old)
-        else:
-            os.rename(scratch, target)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def _move_into_place(scratch: str, target: str) -> None:
+    """Renames the complete `scratch` folder to `target`, replacing an older `target`."""
+    if os.path.exists(target):
+        old = scratch + ".old"
+        os.rename(target, old)
+        os.rename(scratch, target)
+        shutil.rmtree(old)
+    else:
+        os.rename(scratch, target)
 
 
 def save_tflite(module: InferenceModule, path: str, quantize: str = "none",
@@ -245,7 +244,9 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
     default), with a TFLite model per quantization in `tflite` (none, dynamic, full: see
     save_tflite; full is calibrated on `calibration` eval images) and, with `hub`, TF-Hub
     modules in `hub/classification` and `hub/feature_vector` (serving/hub.py); returns the
-    paths."""
+    paths. Everything is written into a hidden scratch folder beside the version, renamed
+    to it when complete: a version folder is always a whole export (an interrupted one's
+    scratch is removed by the next export into the same folder)."""
     from efficientnetv2.run_folder.checkpoints import step_of
 
     target = version_dir(export_dir, step_of(restored.checkpoint) if version is None else version,
@@ -253,17 +254,20 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
     # calibration images first: a run whose eval images are gone fails before writing
     images = eval_pixels(restored.config, calibration)[0] if "full" in tflite else None
     module = module_for_run(restored, top_k)
+    scratch = scratch_folder(os.path.dirname(os.path.abspath(target)), os.path.basename(target))
     try:
-        paths = [save_saved_model(module, target)]
+        names = [save_saved_model(module, scratch)]
         for quantize, name in TFLITE_FILES.items():
             if quantize in tflite:
-                paths.append(save_tflite(module, os.path.join(target, name), quantize,
+                names.append(save_tflite(module, os.path.join(scratch, name), quantize,
                                          images if quantize == "full" else None))
         if hub:
             from .hub import save_hub_modules
 
-            paths += save_hub_modules(restored.model, module.recipe.normalization,
-                                      os.path.join(target, "hub"))
-    finally:
-        module.cleanup()
-    return paths
+            names += save_hub_modules(restored.model, module.recipe.normalization,
+                                      os.path.join(scratch, "hub"))
+        _move_into_place(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return [target + path[len(scratch):] for path in names]

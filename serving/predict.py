@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from efficientnetv2.errors import UserError
+from efficientnetv2.errors import UserError, printable, quoted
 
 from .export import BYTES_SIGNATURE, CLASSES_ASSET
 
@@ -22,58 +23,49 @@ BATCH = 32
 
 
 def image_files(paths: list[str]) -> list[str]:
-    """The image files named by `paths`: files as given, folders searched recursively."""
+    """The image files named by `paths`: files as given, folders searched recursively
+    (FIFOs, sockets and devices in them are skipped with a warning, never opened)."""
     files = []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
                            for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+            special = [f for f in found if not os.path.isfile(f)]
+            if special:
+                warnings.warn(f"skipped {len(special)} file(s) that are not regular files: "
+                              + ", ".join(printable(f) for f in special[:3]), stacklevel=2)
+            found = [f for f in found if os.path.isfile(f)]
             if not found:
                 raise UserError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
             files += found
         elif os.path.isfile(path):
             files.append(path)
+        elif os.path.exists(path):
+            raise UserError(f"`image` {quoted(path)} is not a regular file (a FIFO, socket or "
+                            "device); give image files or folders")
         else:
-            raise UserError(f"`image` {path!r} does not exist; give image files or folders")
+            raise UserError(f"`image` {quoted(path)} does not exist; give image files or folders")
     if not files:
         raise UserError("no images: pass `image`=PATH (a file or folder; repeatable)")
     return files
 
 
 def read_images(files: list[str]) -> list[bytes]:
-    """The files' bytes, each checked to decode as JPEG/PNG/BMP/GIF; a photo stored turned
-    (EXIF orientation) is turned upright first, as training's folder scan does."""
+    """The files' bytes, each checked as training's folder scan checks an image: the same
+    formats (1-bit BMP, TIFF and others Pillow reads are converted to PNG), a photo stored
+    turned (EXIF orientation) turned upright, and the same pixel limit (Pillow's
+    decompression-bomb check: a 20,000 x 20,000 JPEG is refused before it is decoded)."""
+    from efficientnetv2.datasets.imagefolder import check_image
+
     images = []
     for path in files:
-        with open(path, "rb") as f:
-            data = f.read()
-        data = _upright(data)
-        try:
-            tf.io.decode_image(data, channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-            raise UserError(f"cannot decode {path}: not a JPEG/PNG/BMP/GIF image or corrupt; "
-                            "remove it or pass other images") from None
-        images.append(data)
+        usable, reason = check_image(path)
+        if usable is None:
+            raise UserError(f"cannot use {printable(path)}: {reason}; remove it or pass other "
+                            "images")
+        with open(usable, "rb") as f:
+            images.append(f.read())
     return images
-
-
-def _upright(data: bytes) -> bytes:
-    """Encoded image bytes, as PNG turned upright when their EXIF orientation says so."""
-    import io
-
-    from PIL import Image, ImageOps
-
-    from efficientnetv2.datasets.imagefolder import exif_orientation
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if exif_orientation(image) == 1:
-                return data
-            out = io.BytesIO()
-            ImageOps.exif_transpose(image).convert("RGB").save(out, "PNG")
-            return out.getvalue()
-    except Exception:  # not readable by Pillow: the decoder below says so
-        return data
 
 
 class Predictor:
@@ -134,7 +126,7 @@ def format_predictions(files: list[str], tops: list, as_json: bool) -> str:
         return json.dumps([{"image": path, "predictions": [
             {"class_id": i, "class_name": name, "probability": round(p, 6)} for i, name, p in top]}
             for path, top in zip(files, tops)], indent=1)
-    return "\n".join(f"{path}: " + ", ".join(f"{name} {p:.3f}" for _, name, p in top)
+    return "\n".join(f"{printable(path)}: " + ", ".join(f"{printable(name)} {p:.3f}" for _, name, p in top)
                      for path, top in zip(files, tops))
 
 

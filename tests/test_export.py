@@ -221,7 +221,6 @@ def test_export_serves_the_eval_settings_given_on_the_command_line(run, tmp_path
     module = module_for_run(restored)
     preprocessed = module.recipe.eval_image(tf.constant(images), 32)
     black = module.recipe.eval_image(tf.zeros([1, 32, 32, 3]), 32)[0, 0, 0]
-    module.cleanup()
     views = TestTimeViews(flip=True, shift=2, fill=tuple(black.numpy().tolist()))
     expected = inference_logits(restored.model, preprocessed, views)
     single = inference_logits(restored.model, preprocessed)

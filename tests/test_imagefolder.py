@@ -169,3 +169,113 @@ def test_a_labels_csv_makes_a_multi_label_folder_and_a_bad_one_is_one_line(tmp_p
     (tmp_path / "labels.csv").write_text("file,tags\na.png,cat\n")
     with pytest.raises(UserError, match="header 'image,labels'"):
         scan_image_folder(str(tmp_path), "train")
+
+
+def test_labels_csv_rows_outside_the_folder_are_skipped_and_never_opened(tmp_path, monkeypatch):
+    """`../x.png`, `/abs/x.png` rows: skipped and reported, never opened (by the scan or the
+    folder statistics); a spreadsheet's UTF-8 BOM before the header is fine."""
+    from efficientnetv2.datasets import imagefolder
+
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    for folder in (root / "val", outside):
+        os.makedirs(folder)
+    for name in ("a.png", "b.png", "val/c.png", "val/d.png"):
+        _image(root / name)
+    _image(outside / "x.png")
+    rows = ["a.png,cat", "b.png,dog", "val/c.png,cat", "val/d.png,dog",
+            "../elsewhere/x.png,cat", f"{outside / 'x.png'},dog", "val/../../elsewhere/x.png,dog"]
+    (root / "labels.csv").write_bytes(("\ufeffimage,labels\n" + "\n".join(rows) + "\n").encode())
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(imagefolder.Image, "open", lambda p, *a: opened.append(str(p)) or real_open(p, *a))
+    with pytest.warns(UserWarning, match=r"skipped 2 image\(s\).*outside the folder \(not read\)"):
+        train = scan_image_folder(str(root), "train")
+    assert sorted(os.path.basename(p) for p in train.paths) == ["a.png", "b.png"]
+    assert len([s for s in train.skipped if "outside the folder" in s]) == 2
+    with pytest.warns(UserWarning, match="outside the folder"):
+        assert len(scan_image_folder(str(root), "eval").paths) == 2
+    assert imagefolder.folder_stats(str(root)).train_images == 2
+    assert opened and not [p for p in opened if "elsewhere" in p]
+
+
+def test_fifos_are_skipped_in_a_class_folder_and_in_labels_csv(tmp_path):
+    """A FIFO named like an image would block the reader for ever: skipped and reported by
+    the scan, left out of the folder statistics (the test would hang otherwise)."""
+    from efficientnetv2.datasets.imagefolder import folder_stats
+
+    root = _good_folder(tmp_path / "data")
+    os.mkfifo(root / "cat" / "pipe.jpg")
+    stats = folder_stats(str(root), val_fraction=0.2)
+    assert stats.train_images == 8 and stats.sampled == 10  # every regular image
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        scan = scan_image_folder(str(root), "train", val_fraction=0.2)
+    assert scan.skipped == [f"{root / 'cat' / 'pipe.jpg'}: not a regular file"]
+    labelled = tmp_path / "labelled"
+    os.makedirs(labelled)
+    for name in ("a.png", "b.png", "c.png"):
+        _image(labelled / name)
+    os.mkfifo(labelled / "pipe.png")
+    (labelled / "labels.csv").write_text("image,labels\na.png,cat\nb.png,dog\nc.png,dog\n"
+                                         "pipe.png,dog\n")
+    assert folder_stats(str(labelled), val_fraction=0.5).sampled == 3
+    with pytest.warns(UserWarning, match=r"pipe.png: not a regular file \(not read\)"):
+        for split in ("train", "eval"):  # the row is in one of them
+            scan_image_folder(str(labelled), split, val_fraction=0.5)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("bad\nname", "has a line break in its name; rename it"),
+    ("bad\u2028name", "has a line break in its name"),
+    (os.fsdecode(b"caf\xe9"), "has a name that is not UTF-8; rename it"),
+])
+def test_a_class_name_classes_txt_cannot_hold_is_refused_at_scan_time(tmp_path, name, message):
+    _good_folder(tmp_path, classes=("cat", name))
+    with pytest.raises(UserError, match=message) as error:
+        scan_image_folder(str(tmp_path), "train")
+    assert "\n" not in str(error.value)
+
+
+def test_a_hidden_class_folder_is_reported_not_dropped_silently(tmp_path):
+    _good_folder(tmp_path, classes=("cat", "dog", ".hidden"))
+    with pytest.warns(UserWarning, match="hidden folder"):
+        scan = scan_image_folder(str(tmp_path), "train")
+    assert scan.class_names == ["cat", "dog"]
+    assert scan.skipped == [f"{tmp_path / '.hidden'}: a hidden folder (not a class)"]
+
+
+def test_one_image_per_class_leaves_no_validation_split_and_says_so(tmp_path):
+    _good_folder(tmp_path, per_class=1)
+    assert len(scan_image_folder(str(tmp_path), "train").paths) == 2
+    with pytest.raises(UserError, match="validation split is empty.*2 or more per class"):
+        scan_image_folder(str(tmp_path), "eval")
+
+
+def test_a_converted_image_is_cached_whole_and_a_damaged_cache_entry_is_rewritten(tmp_path,
+                                                                                 monkeypatch):
+    """A kill during the conversion leaves no cache entry (written under a temporary name,
+    renamed when complete); an entry that does not decode (a truncated file from before)
+    is written again instead of being reused for good."""
+    from efficientnetv2.datasets import imagefolder
+
+    monkeypatch.setattr(imagefolder, "CACHE_DIR", str(tmp_path / "cache"))
+    root = _good_folder(tmp_path / "data")
+    _image(root / "cat" / "onebit.bmp", "1", size=(40, 30))  # TensorFlow cannot decode it
+
+    def killed(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG half")
+        raise KeyboardInterrupt  # as a kill in the middle of the write
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            for split in ("train", "eval"):
+                scan_image_folder(str(root), split, val_fraction=0.2)
+    assert os.listdir(tmp_path / "cache") == []  # nothing half-written under the final name
+    def scanned():
+        return [p for split in ("train", "eval")
+                for p in scan_image_folder(str(root), split, val_fraction=0.2).paths]
+    converted = scanned()
+    entry = next(p for p in converted if p.startswith(str(tmp_path / "cache")))
+    with open(entry, "r+b") as f:
+        f.truncate(60)  # damaged by a kill of an older version, or a full disk
+    assert scanned() == converted
+    assert tf.io.decode_png(tf.io.read_file(entry)).shape == (30, 40, 3)

@@ -302,7 +302,6 @@ def test_evaluation_and_export_follow_train_loss_type(data_dir, tmp_path, loss_t
     probabilities = module.serve_images(tf.zeros([1, 28, 28, 3]))["probabilities"].numpy()
     assert module.multilabel == (loss_type == "sigmoid")
     assert np.isclose(probabilities.sum(), 1.0, atol=1e-5) == (loss_type == "softmax")
-    module.cleanup()
 
 
 def test_flip_average_evaluates_and_serves_the_mean_of_both_mirror_images(data_dir, tmp_path):
@@ -325,7 +324,6 @@ def test_flip_average_evaluates_and_serves_the_mean_of_both_mirror_images(data_d
     seen = module.recipe.eval_image(raw, config.eval.isize)
     mean = (trainer.model(seen, training=False) + trainer.model(seen[:, :, ::-1], training=False)) / 2
     np.testing.assert_allclose(module.serve_images(raw)["logits"], mean, atol=1e-5)
-    module.cleanup()
 
 
 def _moved(images: np.ndarray, rows: int, cols: int, fill: float) -> np.ndarray:
@@ -374,7 +372,6 @@ def test_shift_average_evaluates_and_serves_the_mean_of_the_moved_views(data_dir
     raw[:, 4:24, 6:20] = np.random.default_rng(0).uniform(0, 255, (2, 20, 14, 3))
     seen = module.recipe.eval_image(raw, config.eval.isize).numpy()
     np.testing.assert_allclose(module.serve_images(raw)["logits"], by_hand(seen), atol=1e-5)
-    module.cleanup()
 
 
 @pytest.mark.parametrize("shift", [-1, 16])

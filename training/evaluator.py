@@ -165,7 +165,11 @@ class Evaluator:
         if size not in self._eval_fns:
             self._eval_fns[size] = self._make_eval_fn(size)
         with self.ema_weights():
-            totals, confusion, label_stats = self._eval_fns[size]()
+            try:
+                totals, confusion, label_stats = self._eval_fns[size]()
+            except tf.errors.ResourceExhaustedError:
+                raise UserError(f"out of memory evaluating at {size}px in batches of "
+                                f"{self._eval_batch()}; lower eval.batch_size or eval.isize") from None
         loss_sum, top1, top5, count = totals.numpy()
         count = max(count, 1)
         confusion = confusion.numpy().astype(np.int64) if self.confusion_classes else None
@@ -182,10 +186,19 @@ class Evaluator:
         few = self.num_classes <= reporting.CONFUSION_MAX_CLASSES
         return self.num_classes if few and not self.eval_data.multiclass else 0
 
+    def _eval_batch(self) -> int:
+        """`eval.batch_size`, or fewer when the eval split is smaller (a batch is padded to
+        its full size: two images need not be evaluated as 64)."""
+        batch = self._replica_multiple("eval.batch_size", self.config.eval.batch_size)
+        examples = self.eval_data.num_examples
+        if examples:
+            batch = min(batch, math.ceil(examples / self.replicas) * self.replicas)
+        return batch
+
     def _make_eval_fn(self, size: int):
         """A tf.function summing (loss, top-1 hits, top-5 hits, count) and the confusion
         matrix over the eval split."""
-        batch = self._replica_multiple("eval.batch_size", self.config.eval.batch_size)
+        batch = self._eval_batch()
         examples = self.eval_data.num_examples
 
         def dataset_fn(context):

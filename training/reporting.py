@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from efficientnetv2.files import atomic_write
+
 LOG_FILE = "log.csv"
 
 
@@ -88,7 +90,7 @@ class MetricsLog:
             return
         rows = [r for r in read_log(self.path) if int(r["step"]) <= resume_step] if resume_step else []
         self.evaluated = {(int(r["step"]), int(r["image_size"])) for r in rows if r["kind"] == "eval"}
-        with open(self.path, "w", newline="") as f:
+        with atomic_write(self.path) as f:  # a kill now must not lose the rows kept
             writer = csv.DictWriter(f, FIELDS)
             writer.writeheader()
             writer.writerows(rows)
@@ -110,10 +112,11 @@ class MetricsLog:
 
 
 def read_log(path: str) -> list[dict]:
+    """The rows of a log.csv; a last row that a kill cut short is left out."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        return [row for row in csv.DictReader(f) if None not in row.values()]
 
 
 class Progress:
@@ -210,7 +213,8 @@ def plot_curves(log_path: str, out_path: str, title: str) -> str:
     acc_ax.legend(loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
+    with atomic_write(out_path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
     return out_path
 

@@ -176,7 +176,7 @@ class Trainer(Evaluator):
 
     def _train(self, eval_every_epoch: bool) -> EvalResult | None:
         plan, config = self.plan, self.config
-        run_folder.check_same_data(self.model_dir, config, self.class_names)
+        run_folder.check_resumable(self.model_dir, config, self.class_names)
         restored = self.checkpoints.restore_latest(self._log)  # before writing anything: a mismatch
         if self.chief:                                  # must leave the folder as it was
             hparams.save_config(config, self.model_dir)
@@ -215,6 +215,12 @@ class Trainer(Evaluator):
             self._log(f"\n{'stopped by SIGTERM' if sigterm else 'interrupted'}: saved {path} at "
                       f"step {self.step}; rerun the same command to resume")
             raise SystemExit(143 if sigterm else 130) from None
+        except tf.errors.ResourceExhaustedError:
+            raise UserError(
+                f"out of memory training at {self.stages[plan.stage_of(self.step)].image_size}px "
+                f"in batches of {config.train.batch_size}; the last checkpoint "
+                f"({self.checkpoints.latest or 'none'}) is kept: lower train.batch_size (in "
+                "another `model_dir`) or train.isize, or set runtime.mixed_precision") from None
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
             if config.data.ds_name != "imagefolder":
                 raise
@@ -273,10 +279,13 @@ class Trainer(Evaluator):
             self._seconds_per_step = seconds / steps
             loss, accuracy = loss_sum / max(count, 1), correct / max(count, 1)
             if not np.isfinite(loss):
+                latest = self.checkpoints.latest
                 raise UserError(
                     f"the loss became {loss} between steps {step} and {step + steps}; stopped "
-                    f"without saving, the last good checkpoint ({self.checkpoints.latest}) is "
-                    "kept. Lower train.lr_base or set train.gclip, then rerun to resume from it")
+                    "without saving, " + (f"the last good checkpoint ({latest}) is kept. Lower "
+                    "train.lr_base or set train.gclip, then rerun to resume from it" if latest
+                    else "before any checkpoint. Lower train.lr_base or set train.gclip, then "
+                    "rerun (it starts afresh)"))
             now = self.step
             values = {"epoch": now / plan.steps_per_epoch, "stage": stage.index,
                       "image_size": stage.image_size, "ram": stage.ram,
