@@ -29,3 +29,20 @@ def test_best_keeps_the_first_highest_score_and_its_weights(tmp_path, scores, be
     weights.assign(-1.0)
     tf.train.Checkpoint(weights=weights).restore(best).expect_partial()
     assert float(weights.numpy()) == best_step
+
+
+def test_the_run_lock_holds_even_when_its_file_is_deleted(tmp_path):
+    """The lock is the kernel's, on the folder itself: deleting run.lock during a run neither
+    lets a second run in nor breaks the first run's end."""
+    from efficientnetv2 import UserError
+
+    with checkpoints.run_lock(str(tmp_path)):
+        lock_file = tmp_path / checkpoints.LOCK_FILE
+        assert lock_file.read_text().startswith("pid ")
+        lock_file.unlink()
+        with pytest.raises(UserError, match=r"in use by another run \(another process\)"):
+            with checkpoints.run_lock(str(tmp_path)):
+                pass
+    assert not lock_file.exists()
+    with checkpoints.run_lock(str(tmp_path)):  # released at the end
+        pass

@@ -143,3 +143,14 @@ def test_training_user_errors_are_one_line(tmp_path, idx_dir, capsys, args, mess
                              f"--data_dir={idx_dir}", f"--model_dir={tmp_path / 'empty'}",
                              TINY_TRAIN, *args)
     assert_one_line_error(result, message)
+
+
+def test_a_huge_value_is_cut_in_the_middle_and_the_reason_kept(capsys):
+    """A 120 KB value in an error: the line is cut in the middle of the quoted value, and
+    the reason and the fix at its end are kept."""
+    result = main_in_process(capsys, "--mode=summary", "--model_name=efficientnetv2-b0",
+                             f"--hparam_str=train.loss_type={'x' * 120_000}")
+    assert_one_line_error(result, "error: train.loss_type 'xxx")
+    line = result.stderr.strip().splitlines()[-1]
+    assert len(line) < 2200 and "characters]..." in line
+    assert line.endswith("must be one of softmax, sigmoid")

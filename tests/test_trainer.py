@@ -153,6 +153,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     with pytest.raises(UserError, match=r"the loss became nan .* last good checkpoint .*ckpt-8"):
         Trainer(diverging, model_dir, verbose=False).train()
     assert tf.train.latest_checkpoint(model_dir) == good
+    with pytest.raises(UserError, match=r"the loss became nan .* before any checkpoint\. .*"
+                                        r"rerun \(it starts afresh\)") as error:
+        Trainer(diverging, str(tmp_path / "fresh"), verbose=False).train()
+    assert "None" not in str(error.value)
+
+
+def test_a_rerun_with_another_batch_size_is_refused_and_nothing_is_written(data_dir, tmp_path):
+    """A run's step counter counts its batches: resuming it with another train.batch_size
+    would land elsewhere in the data. Refused in one line naming both sizes and the ways on;
+    raising train.epochs to continue stays allowed."""
+    model_dir = tmp_path / "run"
+    Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0"), str(model_dir), verbose=False).train()
+    saved = (model_dir / "config.yaml").read_text()
+    with pytest.raises(UserError, match=r"train.batch_size=8, not 16: .* resume with "
+                                        r"train.batch_size=8, or train into another") as error:
+        Trainer(tiny_config(data_dir, ",train.epochs=1,train.stages=0,train.batch_size=16"),
+                str(model_dir), verbose=False).train()
+    assert "\n" not in str(error.value) and (model_dir / "config.yaml").read_text() == saved
+    assert Trainer(tiny_config(data_dir, ",train.epochs=2,train.stages=0"), str(model_dir),
+                   verbose=False).train().step == 16
 
 
 def test_unwritable_model_dir_fails_before_training(data_dir, tmp_path):
