@@ -132,7 +132,9 @@ class Checkpoints:
         if not state or not state.model_checkpoint_path:
             return None
         paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-        paths = [os.path.join(self.directory, p) for p in reversed(paths)]
+        # by name in this folder: the state's paths may be relative to where the run started,
+        # or absolute where the folder used to be
+        paths = [os.path.join(self.directory, os.path.basename(p)) for p in reversed(paths)]
         for path in paths:
             try:
                 self._check_optimizer_layout(path)

@@ -1,5 +1,7 @@
 """run_folder.checkpoints: which checkpoint `best/` keeps, from scripted evaluation scores."""
 
+import os
+
 import pytest
 import tensorflow as tf
 
@@ -46,3 +48,25 @@ def test_the_run_lock_holds_even_when_its_file_is_deleted(tmp_path):
     assert not lock_file.exists()
     with checkpoints.run_lock(str(tmp_path)):  # released at the end
         pass
+
+
+@pytest.mark.parametrize("where", ["relative", "moved"])
+def test_a_run_resumes_from_a_relative_or_moved_folder(tmp_path, monkeypatch, where):
+    """`--model_dir=runs/demo` (a relative path, as `make demo`) resumes; so does a run
+    folder moved elsewhere after its checkpoints were written with absolute paths."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    folder = "runs/demo" if where == "relative" else str(tmp_path / "before")
+    weights = tf.Variable(0.0)
+    kept = checkpoints.Checkpoints(folder, keep=3, weights=weights)
+    for step in (4, 8):
+        weights.assign(float(step))
+        kept.save(step)
+    if where == "moved":
+        shutil.move(folder, tmp_path / "after")
+        folder = str(tmp_path / "after")
+    weights.assign(-1.0)
+    again = checkpoints.Checkpoints(folder, keep=3, weights=weights)
+    assert again.restore_latest() == os.path.join(folder, "ckpt-8")
+    assert float(weights.numpy()) == 8.0
