@@ -239,6 +239,12 @@ def _labels_rows(root: str) -> list[tuple[str, list[str]]]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path} cannot be read ({e}); write it as UTF-8 CSV with the header "
                         "'image,labels'") from None
+    first: dict[str, int] = {}
+    for number, (image, _) in enumerate(rows, start=2):  # line 1 is the header
+        again = first.setdefault(os.path.normpath(image), number) if image else number
+        if again != number:  # in both splits it would be evaluated on what trained on it
+            raise UserError(f"{path} lists {quoted(image)} twice (rows {again} and {number}); "
+                            "keep one row per image, with all its classes")
     rows = [row for row in rows if row[0]]
     if not rows:
         raise UserError(f"{path} lists no images; add one 'path,class class' row per image")

@@ -203,7 +203,7 @@ def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fractio
                 seed: int = 0) -> Source:
     """The examples of `split` of the registry entry `spec`."""
     if data_dir and not os.path.isdir(data_dir) and not data_dir.startswith("gs://"):
-        what = "is a file, not a folder" if os.path.exists(data_dir) else "does not exist"
+        what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
         raise UserError(f"data_dir {data_dir!r} {what}; pass the folder holding the dataset's "
                         "files to `data_dir`")
     if spec.source == "tfds":

@@ -175,7 +175,8 @@ def load_pretrained(model: keras.Model, model_name: str | None, weights: str,
     if path.endswith(".h5"):
         return copy(_imagenet_values(model, model_name, path), path)
     if not tf.io.gfile.exists(path + ".index"):
-        raise UserError(f"weights {weights!r} not found: give 'imagenet', a released name "
+        found = "is not a weights file" if os.path.exists(path) else "not found"
+        raise UserError(f"weights {weights!r} {found}: give 'imagenet', a released name "
                         "(efficientnetv2-s, efficientnetv2-s-21k, efficientnetv2-s-21k-ft1k, ...), "
                         "an automl checkpoint (folder or prefix), a keras.applications .h5 or a "
                         ".weights.h5 file")

@@ -67,7 +67,8 @@ def load_yaml(path: str) -> dict[str, Any]:
     if os.path.isdir(path):
         raise UserError(f"config file {path!r} is a folder; pass a YAML file to `config_file`")
     if not os.path.isfile(path):
-        raise UserError(f"config file {path!r} does not exist; pass a YAML file to `config_file`")
+        what = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise UserError(f"config file {path!r} {what}; pass a YAML file to `config_file`")
     try:
         with open(path, encoding="utf-8") as f:
             content = yaml.safe_load(f)

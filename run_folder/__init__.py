@@ -179,6 +179,10 @@ def class_names(checkpoint: str, config) -> list[str]:
     they are known without its files), else the class ids."""
     saved = saved_class_names(folder_of(checkpoint))
     if saved is not None:
+        if len(saved) != config.model.num_classes:
+            raise UserError(f"{os.path.join(folder_of(checkpoint), CLASSES_FILENAME)} names "
+                            f"{len(saved)} class(es) for a model of {config.model.num_classes}; "
+                            "put back the classes.txt the run wrote (one name per line)")
         return saved
     from efficientnetv2.datasets.registry import get_spec
 

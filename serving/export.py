@@ -131,15 +131,22 @@ def save_saved_model(module: InferenceModule, directory: str) -> str:
     return directory
 
 
-def _move_into_place(scratch: str, target: str) -> None:
-    """Renames the complete `scratch` folder to `target`, replacing an older `target`."""
-    if os.path.exists(target):
+def _move_into_place(scratch: str, target: str, overwrite: bool) -> None:
+    """Renames the complete `scratch` folder to `target`, replacing an older `target` only
+    with `overwrite` (another export may have written it since the start)."""
+    if overwrite and os.path.exists(target):
         old = scratch + ".old"
         os.rename(target, old)
         os.rename(scratch, target)
         shutil.rmtree(old)
-    else:
-        os.rename(scratch, target)
+        return
+    try:
+        os.rename(scratch, target)  # fails where a folder with files is in the way
+    except OSError:
+        if not os.path.exists(target):
+            raise
+        raise UserError(f"{target} was written by another export meanwhile; pass `overwrite` "
+                        "to replace it or `export_version`=N for a new version") from None
 
 
 def save_tflite(module: InferenceModule, path: str, quantize: str = "none",
@@ -266,7 +273,7 @@ def export_run(restored, export_dir: str, version: int | None = None, overwrite:
 
             names += save_hub_modules(restored.model, module.recipe.normalization,
                                       os.path.join(scratch, "hub"))
-        _move_into_place(scratch, target)
+        _move_into_place(scratch, target, overwrite)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

@@ -550,3 +550,16 @@ def test_a_small_eval_split_is_evaluated_in_one_small_batch(run):
     assert done.returncode == 0, done.stderr[-2000:]
     peak_gb = int(done.stderr.split("peak ")[-1].split()[0]) / 2**20
     assert peak_gb < 1.9
+
+
+def test_two_exports_of_one_version_at_once_keep_one_whole_and_refuse_the_other(run, tmp_path):
+    """Both start before either writes (the existence check passes for both); the one that
+    finishes second is refused in one line rather than replacing the first unasked."""
+    restored = restore_model(run["dir"])
+    export = tmp_path / "export"
+    export_run(restored, str(export), version=5)
+    (export / "5" / "marker").write_text("the first export")
+    with mock.patch("efficientnetv2.serving.export.version_dir", lambda d, v, o: os.path.join(d, str(v))):
+        with pytest.raises(UserError, match="written by another export meanwhile; pass `overwrite`"):
+            export_run(restored, str(export), version=5)
+    assert (export / "5" / "marker").exists() and sorted(os.listdir(export)) == ["5"]

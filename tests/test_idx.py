@@ -52,7 +52,7 @@ def test_missing_data_dir_and_a_file_as_data_dir_are_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         DataInput(data_config().data, "train", True, data_dir="/no/such/folder")
     (tmp_path / "file").write_text("")
-    with pytest.raises(UserError, match="is a file, not a folder"):
+    with pytest.raises(UserError, match="is not a folder"):
         DataInput(data_config().data, "train", True, data_dir=str(tmp_path / "file"))
 
 

@@ -279,3 +279,12 @@ def test_a_converted_image_is_cached_whole_and_a_damaged_cache_entry_is_rewritte
         f.truncate(60)  # damaged by a kill of an older version, or a full disk
     assert scanned() == converted
     assert tf.io.decode_png(tf.io.read_file(entry)).shape == (30, 40, 3)
+
+
+def test_an_image_listed_twice_in_labels_csv_is_one_line(tmp_path):
+    """Two rows of one image could put it in both splits (evaluated on what trained on it)."""
+    for name in ("a.png", "b.png"):
+        _image(tmp_path / name)
+    (tmp_path / "labels.csv").write_text("image,labels\na.png,cat\nb.png,dog\n./a.png,dog\n")
+    with pytest.raises(UserError, match=r"lists '\./a\.png' twice \(rows 2 and 4\); keep one row"):
+        scan_image_folder(str(tmp_path), "train")
