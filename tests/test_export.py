@@ -257,7 +257,7 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
     before = sorted(os.listdir(export / "1"))
     cases = [
         (["--mode=predict", f"--checkpoint={run['dir']}", f"--image={corrupt}"],
-         f"error: cannot decode {corrupt}: not a JPEG/PNG/BMP/GIF image or corrupt"),
+         f"error: cannot use {corrupt}: not a readable image"),
         (["--mode=predict", f"--checkpoint={export}", f"--image={run['pngs']}"],
          f"error: {export} is a SavedModel export, not a checkpoint"),
         (["--mode=predict", f"--saved_model={run['dir']}", f"--image={run['pngs']}"],
@@ -535,31 +535,24 @@ def test_printed_class_names_and_paths_show_control_characters_escaped():
     assert line == "a\\x1b[2Jb.png: cat\\x1b]0;owned\\x07 0.900"
 
 
-def test_a_small_eval_split_is_evaluated_in_one_small_batch(run):
-    """12 eval images with eval.batch_size=64 at 500 px: one batch of 12, not 64 padded.
-    Measured peaks: about 1 GB of TensorFlow's own and 24 MB an image at 500 px (at 1000 px
-    the padded batch peaked at 7.1 GB, the batch of 12 at 2.1 GB)."""
+def _eval_peak_gb(run, hparam_str: str) -> float:
+    """Peak memory (GB) of `main.py --mode=eval` on the run in a fresh process."""
     from test_main import ROOT
 
     script = ("import resource, runpy, sys\nsys.argv = ['main.py'] + sys.argv[1:]\ntry:\n"
               "    runpy.run_path('main.py', run_name='__main__')\nfinally:\n"
               "    print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", script, "--mode=eval", f"--model_dir={run['dir']}",
-                           "--hparam_str=eval.isize=500,eval.batch_size=64"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           f"--hparam_str={hparam_str}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    peak_gb = int(done.stderr.split("peak ")[-1].split()[0]) / 2**20
-    assert peak_gb < 1.9
+    return int(done.stderr.split("peak ")[-1].split()[0]) / 2**20
 
 
-def test_two_exports_of_one_version_at_once_keep_one_whole_and_refuse_the_other(run, tmp_path):
-    """Both start before either writes (the existence check passes for both); the one that
-    finishes second is refused in one line rather than replacing the first unasked."""
-    restored = restore_model(run["dir"])
-    export = tmp_path / "export"
-    export_run(restored, str(export), version=5)
-    (export / "5" / "marker").write_text("the first export")
-    with mock.patch("efficientnetv2.serving.export.version_dir", lambda d, v, o: os.path.join(d, str(v))):
-        with pytest.raises(UserError, match="written by another export meanwhile; pass `overwrite`"):
-            export_run(restored, str(export), version=5)
-    assert (export / "5" / "marker").exists() and sorted(os.listdir(export)) == ["5"]
+def test_a_small_eval_split_is_evaluated_in_one_small_batch(run):
+    """12 eval images with eval.batch_size=64 at 500 px take the memory of one batch of 12,
+    not of 64 padded (24 MB an image at 500 px here: 1.2 GB more; at 1000 px the padded batch
+    peaked at 7.1 GB against 2.1 GB)."""
+    padded = _eval_peak_gb(run, "eval.isize=500,eval.batch_size=64")
+    exact = _eval_peak_gb(run, "eval.isize=500,eval.batch_size=12")
+    assert padded < exact + 0.4, (padded, exact)

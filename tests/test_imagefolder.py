@@ -181,9 +181,10 @@ def test_labels_csv_rows_outside_the_folder_are_skipped_and_never_opened(tmp_pat
         os.makedirs(folder)
     for name in ("a.png", "b.png", "val/c.png", "val/d.png"):
         _image(root / name)
-    _image(outside / "x.png")
+    for name in ("x.png", "y.png", "z.png"):
+        _image(outside / name)
     rows = ["a.png,cat", "b.png,dog", "val/c.png,cat", "val/d.png,dog",
-            "../elsewhere/x.png,cat", f"{outside / 'x.png'},dog", "val/../../elsewhere/x.png,dog"]
+            "../elsewhere/x.png,cat", f"{outside / 'y.png'},dog", "val/../../elsewhere/z.png,dog"]
     (root / "labels.csv").write_bytes(("\ufeffimage,labels\n" + "\n".join(rows) + "\n").encode())
     opened = []
     real_open = Image.open
