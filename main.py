@@ -24,18 +24,45 @@ from efficientnetv2.errors import UserError  # noqa: E402
 
 MODES = ("summary", "train", "eval", "traineval", "export", "predict", "inspect_data",
          "bench", "study")
+# The original's infer.py modes, and what they run here (tf1bm and tf2bm: one inference
+# benchmark; tf1export: this project's export, a SavedModel of the EMA weights).
+INFER_MODES = {"tf2eval": "eval", "tf2bm": "inference_bench", "tf1bm": "inference_bench",
+               "tf1export": "export"}
 
-flags.DEFINE_enum("mode", "summary", MODES, "What to do.")
+flags.DEFINE_enum("mode", "summary", MODES + tuple(INFER_MODES), "What to do (tf2eval, tf2bm, "
+                  "tf1bm, tf1export: the original infer.py's modes).")
 flags.DEFINE_string("model_name", "efficientnetv2-s",
                     "Model name (see --mode=summary --model_name=all), 'custom' with "
                     "model.blocks, or 'all' for --mode=summary.")
 flags.DEFINE_string("dataset_cfg", "imagenet", "Dataset config name (case-insensitive).")
-flags.DEFINE_string("hparam_str", "", "Config overrides: 'train.epochs=10,model.blocks=a|b'.")
+flags.DEFINE_string("hparam_str", "", "Config overrides: 'train.epochs=10,model.blocks=a|b', "
+                    "or a YAML file's path (as the original).")
+flags.DEFINE_string("sweeps", "", "More config overrides, applied after --hparam_str (the "
+                    "original's).")
 flags.DEFINE_string("config_file", None, "YAML file of config overrides.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and the run's config.")
 flags.DEFINE_string("data_dir", None, "Directory of the dataset's files (sets data.data_dir).")
-flags.DEFINE_integer("image_size", None, "Image size for --mode=summary (default: eval size).",
+flags.DEFINE_integer("image_size", None, "Image size of evaluation and inference (sets "
+                     "eval.isize; --mode=summary: the size summarised).", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Batch size of evaluation and inference (sets "
+                     "eval.batch_size; --mode=tf2bm/tf1bm: 16 when unset, as infer.py).",
                      lower_bound=1)
+flags.DEFINE_bool("mixed_precision", None, "Sets runtime.mixed_precision (unset: on for GPU "
+                  "and TPU).")
+flags.DEFINE_bool("use_tpu", False, "Train and evaluate on the TPU --tpu names "
+                  "(runtime.strategy=tpu), as the original's.")
+flags.DEFINE_string("tpu_job_name", None, "The TPU workers' job name (default: worker).")
+flags.DEFINE_string("eval_name", None, "--mode=eval: its TensorBoard folder is "
+                    "tensorboard/eval_<name> (default: tensorboard/eval).")
+flags.DEFINE_bool("archive_ckpt", True, "--mode=eval: keep the best checkpoint evaluated "
+                  "(by top-1) in <run>/best, as training's evaluations do.")
+flags.DEFINE_bool("export_to_tpu", False, "The original's TPU metagraph export: no effect here "
+                  "(the SavedModel serves on CPU, GPU and TPU alike).")
+flags.DEFINE_bool("debug", False, "Run tf.functions eagerly (slow; for stepping through with "
+                  "a debugger).")
+flags.DEFINE_string("trace_file", None, "Write a profiler trace (TensorBoard's profile tab) "
+                    "into this folder: of 5 training steps (train modes) or of the timed "
+                    "inferences (--mode=tf2bm/tf1bm).")
 flags.DEFINE_integer("stage", -1, "Progressive stage for --mode=inspect_data (-1: the last).")
 flags.DEFINE_integer("num_images", 32, "Images in the --mode=inspect_data grids.", lower_bound=1)
 flags.DEFINE_string("checkpoint", None, "--mode=eval/export/predict: this checkpoint prefix "
@@ -65,6 +92,7 @@ flags.DEFINE_bool("hub", False, "--mode=export: also write TF-Hub modules (hub/c
                   "hub/feature_vector; images in [0, 1]) for hub.load and hub.KerasLayer.")
 flags.DEFINE_multi_string("image", None, "--mode=predict: an image file or a folder of them "
                           "(repeatable).")
+flags.DEFINE_string("image_path", None, "--mode=predict: one more image (infer.py's flag).")
 flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or version folder "
                     "to predict with, instead of a checkpoint.")
 flags.DEFINE_enum("output", "text", ("text", "json"), "--mode=predict: output format.")
@@ -126,7 +154,14 @@ def build_config():
     from efficientnetv2 import hparams
 
     return hparams.build_config(FLAGS.model_name, FLAGS.dataset_cfg, FLAGS.config_file,
-                                FLAGS.hparam_str, {"data.data_dir": FLAGS.data_dir})
+                                FLAGS.hparam_str, flag_overrides(), FLAGS.sweeps)
+
+
+def flag_overrides() -> dict:
+    """The config keys flags set (unset flags: None, which changes nothing)."""
+    return {"data.data_dir": FLAGS.data_dir, "eval.isize": FLAGS.image_size,
+            "eval.batch_size": FLAGS.batch_size, "runtime.mixed_precision": FLAGS.mixed_precision,
+            "runtime.strategy": "tpu" if FLAGS.use_tpu else None}
 
 
 def run_inspect_data() -> None:
@@ -180,13 +215,14 @@ def on_strategy(kind, config, directory: str | None = None):
     if FLAGS.cpu_devices > 1:
         split_cpu(FLAGS.cpu_devices)
     return kind(config, directory or model_dir(config), tpu=FLAGS.tpu, tpu_zone=FLAGS.tpu_zone,
-                gcp_project=FLAGS.gcp_project)
+                gcp_project=FLAGS.gcp_project, tpu_job_name=FLAGS.tpu_job_name)
 
 
 def run_train() -> None:
     from efficientnetv2.training.trainer import Trainer
 
     trainer = on_strategy(Trainer, build_config())
+    trainer.trace_dir = FLAGS.trace_file
     result = trainer.train(eval_every_epoch=FLAGS.mode == "traineval")
     print(f"final: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f} "
           f"at step {result.step}; checkpoints in {trainer.model_dir}")
@@ -210,7 +246,9 @@ def eval_config():
         config = build_config()
         return config, model_dir(config)
     data_dir = {"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {}
-    config = run_folder.saved_config(folder, eval_overrides() | data_dir)
+    runtime = {key: value for key, value in flag_overrides().items()
+               if key.startswith("runtime.") and value is not None}
+    config = run_folder.saved_config(folder, eval_overrides() | data_dir | runtime)
     print(f"evaluating with the run's saved config ({os.path.join(folder, CONFIG_FILENAME)})")
     return config, folder
 
@@ -219,6 +257,7 @@ def run_eval() -> None:
     from efficientnetv2 import run_folder
     from efficientnetv2.run_folder import checkpoints
     from efficientnetv2.training.evaluator import Evaluator
+    from efficientnetv2.training.reporting import write_eval_summary
 
     if using_weights():
         result = on_strategy(Evaluator, build_config()).evaluate_weights(FLAGS.weights)
@@ -236,6 +275,12 @@ def run_eval() -> None:
         evaluator = evaluator or on_strategy(Evaluator, config, directory)
         result = evaluator.evaluate_checkpoint(path)
         print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
+        if not run_folder.is_run(directory):
+            continue
+        write_eval_summary(directory, FLAGS.eval_name, result)
+        if FLAGS.archive_ckpt and checkpoints.archive_if_best(directory, path, result.top1):
+            print(f"kept {path} in {os.path.join(directory, checkpoints.BEST_DIR)} (the best "
+                  f"top-1 evaluated so far)")
     if evaluator is None:
         raise UserError(f"no checkpoint in {directory}" + (
             f" after waiting {FLAGS.eval_timeout:g}s" if FLAGS.eval_timeout else "")
@@ -243,12 +288,15 @@ def run_eval() -> None:
 
 
 def eval_overrides() -> dict:
-    """The `eval.` keys of --hparam_str: for export and prediction from a checkpoint they
-    replace the run's saved evaluation settings (eval.isize, eval.flip_average)."""
-    from efficientnetv2.hparams.overrides import parse_hparam_str
+    """The `eval.` keys of --hparam_str, --sweeps, --image_size and --batch_size: for
+    evaluation, export and prediction from a checkpoint they replace the run's saved
+    evaluation settings (eval.isize, eval.flip_average, ...)."""
+    from efficientnetv2.hparams.overrides import parse_overrides
 
-    return {key: value for key, value in parse_hparam_str(FLAGS.hparam_str).items()
-            if key.startswith("eval.")}
+    given = (flag_overrides() | parse_overrides(FLAGS.hparam_str)
+             | parse_overrides(FLAGS.sweeps, "sweeps"))
+    return {key: value for key, value in given.items()
+            if key.startswith("eval.") and value is not None}
 
 
 def using_weights() -> bool:
@@ -310,12 +358,13 @@ def run_predict() -> None:
 
     if FLAGS.saved_model and (FLAGS.checkpoint or FLAGS.weights):
         raise UserError("pass --checkpoint, --weights or --saved_model, not two of them")
-    files = image_files(FLAGS.image or [])
+    files = image_files((FLAGS.image or []) + ([FLAGS.image_path] if FLAGS.image_path else []))
     images = read_images(files)
     if FLAGS.saved_model:
         if eval_overrides():
-            raise UserError("--hparam_str eval. keys cannot change a SavedModel (its preprocessing is "
-                            "fixed at export); export again with them, or predict from --checkpoint")
+            raise UserError("eval. keys (--hparam_str, --image_size, --batch_size) cannot change a "
+                            "SavedModel (its preprocessing is fixed at export); export again with "
+                            "them, or predict from --checkpoint")
         predictor = Predictor.from_saved_model(FLAGS.saved_model)
     else:
         predictor = Predictor.from_restored(restored_model(), FLAGS.top_k)
@@ -323,6 +372,32 @@ def run_predict() -> None:
     print(format_predictions(files, tops, FLAGS.output == "json"))
     if FLAGS.plot:
         print(f"wrote {plot_predictions(files, images, tops, FLAGS.plot)}", file=sys.stderr)
+
+
+def run_inference_bench() -> None:
+    """The original infer.py's tf2bm / tf1bm: inference time and images/s of --batch_size
+    (16) images at --image_size (eval.isize), of the restored run or --weights (random
+    weights without them); through a SavedModel in --export_dir when given."""
+    import efficientnetv2
+    from efficientnetv2 import hparams, run_folder
+    from efficientnetv2.experiments.bench import inference_benchmark
+
+    if FLAGS.weights or FLAGS.checkpoint or (FLAGS.model_dir and run_folder.is_run(FLAGS.model_dir)):
+        restored = restored_model()
+        model, config = restored.model, restored.config
+        print(f"model: {restored.checkpoint}")
+    else:
+        config = build_config()
+        name, overrides = hparams.model_arguments(config)
+        model = efficientnetv2.get_model(name, config.model.num_classes or 1000, **overrides)
+        print(f"model: {config.model.model_name} with random weights (no --model_dir run)")
+    size, batch = FLAGS.image_size or config.eval.isize, FLAGS.batch_size or 16
+    seconds = inference_benchmark(model, size, batch, FLAGS.export_dir, FLAGS.trace_file)
+    print(f"Per batch inference time: {seconds:.6f} s ({batch} images at {size}px"
+          + (f", through the SavedModel in {FLAGS.export_dir}" if FLAGS.export_dir else "") + ")")
+    print(f"FPS: {batch / seconds:.1f}")
+    if FLAGS.trace_file:
+        print(f"wrote a profiler trace into {FLAGS.trace_file} (TensorBoard, profile tab)")
 
 
 def run_bench() -> None:
@@ -378,10 +453,19 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # TensorFlow's per-checkpoint INFO lines
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.export_to_tpu:
+        print("note: --export_to_tpu has no effect here: the exported SavedModel serves on CPU, "
+              "GPU and TPU alike", file=sys.stderr)
+    if FLAGS.debug:
+        import tensorflow as tf
+
+        tf.config.run_functions_eagerly(True)
+    mode = INFER_MODES.get(FLAGS.mode, FLAGS.mode)
     try:
         {"summary": run_summary, "inspect_data": run_inspect_data, "train": run_train,
          "traineval": run_train, "eval": run_eval, "export": run_export,
-         "predict": run_predict, "bench": run_bench, "study": run_study}[FLAGS.mode]()
+         "predict": run_predict, "bench": run_bench, "study": run_study,
+         "inference_bench": run_inference_bench}[mode]()
     except KeyboardInterrupt:  # training saves and exits by itself; the other modes stop here
         print(f"error: --mode={FLAGS.mode} interrupted (Ctrl-C); an export writes its version "
               "only when complete", file=sys.stderr)

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from . import augment, preprocessing
 from .preprocessing import AUGNAMES
-from .registry import get_spec
+from .registry import configured_spec
 from .sources import Source, load_source
 
 AUGMENTATIONS = tuple(AUGNAMES)
@@ -60,19 +60,23 @@ class DataInput:
 
     The source is loaded once (and checked: missing files, bad folders), so that progressive
     learning can build a pipeline per stage cheaply. `data.max_train_examples` /
-    `data.max_eval_examples` (0: all) keep only the first examples of the split.
+    `data.max_eval_examples` (0: all) and `data.splits.<split>.num_images` keep only the
+    first examples of the split.
     """
 
     def __init__(self, data_config, split: str, is_training: bool, data_dir: str | None = None,
                  seed: int = 0):
-        self.spec = get_spec(data_config.ds_name)
+        self.spec = configured_spec(data_config)
         self.config = data_config
         self.split = split
         self.is_training = is_training
         self.seed = seed
         self.source: Source = load_source(self.spec, split, data_dir or data_config.data_dir,
-                                          data_config.val_fraction, seed)
+                                          data_config.val_fraction, seed,
+                                          try_gcs=bool(data_config.get("try_gcs")))
         limit = data_config.max_train_examples if is_training else data_config.max_eval_examples
+        split_size = data_config.get("splits", {}).get(split, {}).get("num_images")
+        limit = min(filter(None, (limit, split_size)), default=0)  # data.splits.<split>.num_images
         if limit and (self.source.num_examples is None or limit < self.source.num_examples):
             self.source = self.source.first(limit)
         # `--hparam_str=data.augname=none` arrives as None (the literal none)

@@ -107,6 +107,42 @@ def get_spec(name: str) -> DatasetSpec:
     return REGISTRY[key]
 
 
+def _file_slice(text: str, key: str) -> tuple[int | None, int | None]:
+    """'20:', '[0:20]' or ':-10' -> (start, stop) of the sorted files."""
+    start, sep, stop = text.strip().strip("[]").partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (int(start) if start.strip() else None, int(stop) if stop.strip() else None)
+    except ValueError:
+        raise UserError(f"{key}={text!r} is not a slice of the files like 20: or 0:20") from None
+
+
+def configured_spec(data_config) -> DatasetSpec:
+    """The registry entry of `data.ds_name` with the original's dataset keys where set:
+    data.num_classes, data.multiclass, data.tfds_name and, per split, data.splits.<split>.
+    {num_images, tfds_split, files, slice} (a tfds split gets the slice appended:
+    'train' + '[:1000]'; TFRecord files are sliced: '20:')."""
+    spec = get_spec(data_config.ds_name)
+    changes = {key: data_config.get(key) for key in ("num_classes", "multiclass", "tfds_name")
+               if data_config.get(key) is not None}
+    splits = dict(spec.splits)
+    for name, given in (data_config.get("splits") or {}).items():
+        given = {key: value for key, value in given.items() if value is not None}
+        if not given:
+            continue
+        split = splits.get(name, Split(None))
+        tfds_split = given.get("tfds_split", split.tfds_split)
+        file_slice = split.file_slice
+        if "slice" in given and spec.source == "tfrecord":
+            file_slice = _file_slice(given["slice"], f"data.splits.{name}.slice")
+        elif "slice" in given:
+            tfds_split = f"{tfds_split or name}{given['slice']}"
+        splits[name] = Split(given.get("num_images", split.num_images), tfds_split,
+                             given.get("files", split.files), file_slice)
+    return dataclasses.replace(spec, splits=splits, **changes)
+
+
 def get_split(spec: DatasetSpec, split: str) -> Split:
     if split not in spec.splits:
         raise UserError(f"dataset {spec.name!r} has no split {split!r}; "

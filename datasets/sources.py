@@ -83,9 +83,10 @@ def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
         return False
 
 
-def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[str] | None = None
-              ) -> Source:
-    """A tfds dataset: prepared under `data_dir` (or tfds' default), downloaded if missing."""
+def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[str] | None = None,
+              try_gcs: bool = False) -> Source:
+    """A tfds dataset: prepared under `data_dir` (or tfds' default), downloaded if missing;
+    with `try_gcs` (data.try_gcs), read from Google's prepared copy when there."""
     import tensorflow_datasets as tfds
 
     info = get_split(spec, split)
@@ -94,7 +95,7 @@ def load_tfds(spec: DatasetSpec, split: str, data_dir: str | None, places: list[
 
     def load(download: bool):
         return tfds.load(spec.tfds_name, split=info.tfds_split, data_dir=data_dir, download=download,
-                         as_supervised=True, with_info=True, shuffle_files=False)
+                         as_supervised=True, with_info=True, shuffle_files=False, try_gcs=try_gcs)
     try:
         dataset, ds_info = load(download=False)
     except Exception:  # not prepared: download it, unless offline (tfds retries for minutes)
@@ -199,15 +200,41 @@ def load_synthetic(spec: DatasetSpec, split: str, seed: int, size: int = 64) -> 
                          f"synthetic[{split}]", in_memory=True)
 
 
+NULL_DATA_DIR = "null"
+
+
+def load_null(spec: DatasetSpec, split: str) -> Source:
+    """The original's null input: the split's `num_images` black images, each labelled with
+    no class (multi-label data: classes 2 and 3), for smoke tests without data."""
+    count = get_split(spec, split).num_images or 1
+    classes = spec.num_classes or 1
+    black = tf.zeros([8, 8, 3], tf.uint8)
+    if spec.multiclass:
+        label = tf.constant(np.isin(np.arange(classes), [2, 3]).astype(np.float32))
+    else:
+        label = tf.constant(-1, tf.int64)  # one_hot(-1): all zeros
+    names = list(spec.class_names or [str(i) for i in range(classes)])
+    return _table_source((tf.range(count, dtype=tf.int64),), lambda _: (black, label), names,
+                         False, f"null input [{split}]: black images without labels (data_dir null "
+                         "or unset, as the original's smoke test)", in_memory=True)
+
+
+def is_null(spec: DatasetSpec, data_dir: str | None) -> bool:
+    """`data_dir`=null, or no data_dir for a dataset of TFRecord files: the null input."""
+    return data_dir == NULL_DATA_DIR or (not data_dir and spec.source == "tfrecord")
+
+
 def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fraction: float = 0.1,
-                seed: int = 0) -> Source:
+                seed: int = 0, try_gcs: bool = False) -> Source:
     """The examples of `split` of the registry entry `spec`."""
+    if is_null(spec, data_dir):
+        return load_null(spec, split)
     if data_dir and not os.path.isdir(data_dir) and not data_dir.startswith("gs://"):
         what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
         raise UserError(f"data_dir {data_dir!r} {what}; pass the folder holding the dataset's "
                         "files to `data_dir`")
     if spec.source == "tfds":
-        return load_tfds(spec, split, data_dir)
+        return load_tfds(spec, split, data_dir, try_gcs=try_gcs)
     if spec.source == "idx":
         return load_idx(spec, split, data_dir)
     if spec.source == "tfrecord":

@@ -46,7 +46,8 @@ __all__ = [
     "encode_block_strings", "feature_endpoints", "feature_extractor", "get_model",
     "model_names", "preprocess_input", "round_filters", "round_repeats",
 ]
-_SUBMODULES = ("automl_import", "block_strings", "builder", "datasets", "errors", "families",
+_SUBMODULES = ("automl_import", "block_strings", "builder", "datasets", "effnetv2_model",
+               "errors", "families",
                "flops", "hparams", "inference", "layers", "pretrained", "reference", "released",
                "serving", "summary", "training", "weights")
 

@@ -19,7 +19,7 @@ ACTIVATIONS = ("silu", "swish", "relu", "relu6", "gelu", "hard_silu", "hard_swis
                "leaky_relu", "mish", "selu")
 # the original's names for Keras activations (its `act_fn`)
 ACTIVATION_ALIASES = {"silu_native": "silu", "swish_native": "silu", "hswish": "hard_silu"}
-NORMALIZATIONS = ("bn", "gn")
+NORMALIZATIONS = ("bn", "gn", "tpu_bn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,9 @@ class ModelOptions:
     depth_divisor: int = 8
     min_depth: int = 8
     stem_stride: int = 2
-    bn_type: str = "bn"  # bn, or gn: group normalization (the original's bn_type)
+    # bn, gn (group normalization) or tpu_bn (batch norm synchronized across replicas), as
+    # the original's bn_type
+    bn_type: str = "bn"
     gn_groups: int = 8  # groups of gn (gcd with each layer's channels)
     conv_dropout: float = 0.0  # dropout after the expansion of expanding blocks
     local_pooling: bool = False  # whole-map average-pool ops instead of means (same values)
@@ -49,9 +51,10 @@ class ModelOptions:
     @property
     def layer_options(self) -> LayerOptions:
         return LayerOptions(ACTIVATION_ALIASES.get(self.activation, self.activation),
-                            self.bn_momentum, self.bn_epsilon, self.synchronized_bn,
-                            self.data_format, self.bn_type, self.gn_groups, self.conv_dropout,
-                            self.local_pooling)
+                            self.bn_momentum, self.bn_epsilon,
+                            self.synchronized_bn or self.bn_type == "tpu_bn", self.data_format,
+                            "gn" if self.bn_type == "gn" else "bn", self.gn_groups,
+                            self.conv_dropout, self.local_pooling)
 
     def validate(self) -> None:
         decode_block_strings(list(self.blocks))
@@ -59,7 +62,8 @@ class ModelOptions:
             raise UserError(f"unknown activation {self.activation!r}; use one of "
                             f"{', '.join(ACTIVATIONS + tuple(ACTIVATION_ALIASES))}")
         if self.bn_type not in NORMALIZATIONS:
-            raise UserError(f"bn_type {self.bn_type!r} must be bn (batch norm) or gn (group norm)")
+            raise UserError(f"bn_type {self.bn_type!r} must be bn (batch norm), gn (group norm) "
+                            "or tpu_bn (batch norm synchronized across replicas)")
         if self.gn_groups < 1:
             raise UserError(f"gn_groups {self.gn_groups} must be 1 or more")
         if not 0 <= self.conv_dropout < 1:

@@ -163,6 +163,34 @@ def inference(model: keras.Model, image_size: int, batch_size: int, xla: bool,
     return best
 
 
+def inference_benchmark(model: keras.Model, image_size: int, batch_size: int,
+                        export_dir: str | None = None, trace_dir: str | None = None,
+                        warmup: int = 10, runs: int = 10) -> float:
+    """The original's infer.py --mode=tf2bm (and tf1bm): seconds per batch of
+    `batch_size` images of ones at `image_size`, the mean of `runs` calls after `warmup`;
+    through a SavedModel written to `export_dir` and loaded back when given; the timed calls
+    profiled into `trace_dir` (TensorBoard's profile tab) when given."""
+    spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
+    module = tf.Module()
+    module.model = model  # its variables, saved with the function
+    module.f = tf.function(lambda images: model(images, training=False), input_signature=[spec])
+    if export_dir:
+        tf.saved_model.save(module, export_dir, signatures=module.f.get_concrete_function())
+        module = tf.saved_model.load(export_dir)
+    images = tf.ones([batch_size, image_size, image_size, 3])
+    for _ in range(warmup):
+        module.f(images).numpy()
+    if trace_dir:
+        tf.profiler.experimental.start(trace_dir)
+    began = time.perf_counter()
+    for _ in range(runs):
+        module.f(images).numpy()
+    seconds = (time.perf_counter() - began) / runs
+    if trace_dir:
+        tf.profiler.experimental.stop()
+    return seconds
+
+
 def peak_memory_mb() -> float:
     """Peak memory: the GPU's since the last reset, else this process's peak RSS."""
     if tf.config.list_logical_devices("GPU"):

@@ -3,6 +3,8 @@
     .venv/bin/python experiments/own_folders.py [--root /tmp/own_folders] [--seeds 0 1]
         [--folders fmnist_1k fmnist_10k fmnist_colour glyphs] [--fashion_dir DIR]
     .venv/bin/python experiments/own_folders.py --finetune_from RUN [--seeds 0 1]
+    .venv/bin/python experiments/own_folders.py --config_file hparams/flowers_sgd.yaml
+        [--folders fmnist_1k glyphs_300] [--seeds 0 1]
 
 Builds folders that differ in image size, colour, class count and number of images, from
 data that is offline here (train/ and val/ each, the val images never trained on):
@@ -133,14 +135,14 @@ FOLDERS = {
 
 
 def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
-             extra: str = "") -> dict:
-    """The documented command with nothing else set (or fine-tuning from `init`): top-1 and
-    wall seconds."""
+             extra: str = "", config_file: str | None = None) -> dict:
+    """The documented command with nothing else set (or fine-tuning from `init`, or with
+    `config_file`'s recipe): top-1 and wall seconds."""
     hparams = ",".join(filter(None, [f"train.seed={seed}",
                                      f"train.ft_init_ckpt={init}" if init else "", extra]))
     command = [sys.executable, MAIN, "--mode=traineval", "--model_name=efficientnetv2-b0",
                "--dataset_cfg=imagefolder", f"--data_dir={folder}", f"--model_dir={run_dir}",
-               f"--hparam_str={hparams}"]
+               f"--hparam_str={hparams}"] + ([f"--config_file={config_file}"] if config_file else [])
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -233,6 +235,9 @@ def main() -> None:
     parser.add_argument("--finetune_from", metavar="RUN",
                         help="instead: fine-tune this run on glyphs_300 (300 images) against "
                              "the same network from scratch, per seed")
+    parser.add_argument("--config_file", metavar="YAML",
+                        help="instead: train each folder with this recipe file (no peer), "
+                             "to compare with the default's table")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: one peer run
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
@@ -241,6 +246,8 @@ def main() -> None:
         return peer(args.peer, args.size, args.budget, args.seeds[0])
     if args.finetune_from:
         return finetune(args)
+    if args.config_file:
+        return with_recipe(args)
     rows = ["| folder | seed | size | ours top-1 | ours s | epochs | peer top-1 | peer s | "
             "peer epochs | gain |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in args.folders:
@@ -257,6 +264,23 @@ def main() -> None:
                         f"{ours['seconds']:.0f} | {ours['epochs']} | {100 * theirs['top1']:.2f} | "
                         f"{theirs['seconds']:.0f} | {theirs['epochs']} | "
                         f"{100 * (ours['top1'] - theirs['top1']):+.2f} |")
+            print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+def with_recipe(args) -> None:
+    """Each folder and seed trained with `args.config_file` on top of the defaults."""
+    recipe = os.path.splitext(os.path.basename(args.config_file))[0]
+    rows = ["| folder | seed | size | top-1 | s | epochs |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in args.folders:
+        folder = os.path.join(args.root, name)
+        if not os.path.isdir(os.path.join(folder, "train")):
+            FOLDERS[name](folder, args)
+        for seed in args.seeds:
+            run = run_ours(folder, os.path.join(args.root, "runs", f"{name}-{recipe}-s{seed}"), seed,
+                           config_file=os.path.abspath(args.config_file))
+            rows.append(f"| {name} | {seed} | {run['isize']} | {100 * run['top1']:.2f} | "
+                        f"{run['seconds']:.0f} | {run['epochs']} |")
             print(rows[-1], flush=True)
     print("\n".join(rows))
 

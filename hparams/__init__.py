@@ -24,30 +24,33 @@ from .overrides import (
     load_yaml,
     own_names,
     parse_hparam_str,
+    parse_overrides,
     parse_value,
 )
 
 __all__ = [
     "CUSTOM", "DATASET_CONFIGS", "apply_overrides", "base_config", "build_config", "dataset_config",
     "flatten", "load_yaml", "loss_type", "model_arguments", "model_config", "parse_hparam_str",
-    "parse_value", "save_config",
+    "parse_overrides", "parse_value", "save_config",
 ]
 CONFIG_FILENAME = "config.yaml"
-LOSS_TYPES = ("softmax", "sigmoid")
+LOSS_TYPES = ("softmax", "sigmoid", "custom")
 
 
 def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "imagenet",
                  config_file: str | None = None, hparam_str: str = "",
-                 extra: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
-    """base < model < dataset < YAML file < `extra` (flags) < hparam_str, then resolved
-    (image sizes, preprocessing recipe) and validated.
+                 extra: dict[str, Any] | None = None, sweeps: str = "") -> ml_collections.ConfigDict:
+    """base < model < dataset < YAML file < `extra` (flags) < hparam_str < sweeps, then
+    resolved (image sizes, preprocessing recipe) and validated. `hparam_str` and `sweeps`
+    are key=value pairs or a YAML file's path, as the original's.
 
     `imagefolder` with `train.ft_init_ckpt` set builds the `imagefolderft` config instead.
     """
     file_overrides = own_names(load_yaml(config_file)) if config_file else {}
     flag_overrides = {k: v for k, v in (extra or {}).items() if v is not None}
-    string_overrides = own_names(parse_hparam_str(hparam_str))
-    given = {**file_overrides, **flag_overrides, **string_overrides}  # the user's keys
+    string_overrides = own_names(parse_overrides(hparam_str))
+    sweep_overrides = own_names(parse_overrides(sweeps, "sweeps"))
+    given = {**file_overrides, **flag_overrides, **string_overrides, **sweep_overrides}
     dataset_cfg = resolve_dataset_cfg(dataset_cfg, given.get("train.ft_init_ckpt"))
     config = base_config()
     apply_overrides(config, flatten(model_config(model_name)), f"model config {model_name}")
@@ -55,6 +58,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
     apply_overrides(config, file_overrides, f"config file {config_file}")
     apply_overrides(config, flag_overrides, "flags")
     apply_overrides(config, string_overrides, "`hparam_str`")
+    apply_overrides(config, sweep_overrides, "`sweeps`")
     initial_run = initial_run_config(config)
     if initial_run is not None:
         adopt_initial_network(config, given, initial_run)
@@ -136,10 +140,11 @@ def plan_from_folder(config: ml_collections.ConfigDict, given: dict[str, Any]) -
 
 # key -> the values that make sense, as an interval ("(0, inf)": positive)
 RANGES = {"train.batch_size": "[1, inf)", "eval.batch_size": "[1, inf)",
-          "eval.every_epochs": "[1, inf)", "train.epochs": "(0, inf)", "train.stages": "[0, inf)",
+          "eval.every_epochs": "[1, inf)", "train.epochs": "[0, inf)", "train.stages": "[0, inf)",
           "runtime.iterations_per_loop": "[1, inf)", "runtime.keep_checkpoint_max": "[1, inf)",
           "data.max_train_examples": "[0, inf)", "data.max_eval_examples": "[0, inf)",
-          "train.min_steps": "[0, inf)", "train.seed": f"[0, {2**31 - 1}]",
+          "train.min_steps": "[0, inf)", "runtime.log_step_count_steps": "[0, inf)",
+          "train.seed": f"[0, {2**31 - 1}]",
           "train.lr_base": "[0, inf)", "train.lr_min": "[0, inf)", "train.lr_warmup_epoch": "[0, inf)",
           "train.lr_decay_epoch": "(0, inf)", "train.lr_decay_factor": "(0, 1]",
           "train.label_smoothing": "[0, 1)", "train.ema_decay": "[0, 1)",
@@ -147,6 +152,25 @@ RANGES = {"train.batch_size": "[1, inf)", "eval.batch_size": "[1, inf)",
           "train.gclip": "[0, inf)", "train.rmsprop_ms_init": "[0, inf)",
           "train.dropout_base": "[0, 1)", "data.mixup_alpha": "[0, inf)",
           "data.cutmix_alpha": "[0, inf)", "data.random_erasing": "[0, 1]"}
+
+
+# The original's keys that are accepted but change nothing here, and why.
+WITHOUT_EFFECT = {
+    "data.tfds_split": "the original reads it nowhere; data.splits.<split>.tfds_split chooses",
+    "data.resize": "the original reads it nowhere",
+    "runtime.use_async_checkpointing": "checkpoints are written whole before training goes on",
+}
+
+
+def without_effect(config: ml_collections.ConfigDict) -> list[str]:
+    """A note for each key of WITHOUT_EFFECT that the config sets."""
+    notes = []
+    for key, reason in WITHOUT_EFFECT.items():
+        section, name = key.split(".")
+        value = config[section].get(name)
+        if value not in (None, False):
+            notes.append(f"note: {key}={value} has no effect here ({reason})")
+    return notes
 
 
 def _inside(value: float, interval: str) -> bool:
@@ -198,9 +222,9 @@ def resolve_preprocessing(config: ml_collections.ConfigDict) -> None:
 
 
 def loss_type(config: ml_collections.ConfigDict) -> str:
-    """'softmax' or 'sigmoid': `train.loss_type`, softmax when unset (for multi-label data
-    too, on labels scaled to sum to 1, as the original). Training, evaluation and export
-    all ask here."""
+    """'softmax', 'sigmoid' or 'custom' (sigmoid summed over the classes): `train.loss_type`,
+    softmax when unset (for multi-label data too, on labels scaled to sum to 1, as the
+    original). Training, evaluation and export all ask here."""
     kind = config.train.loss_type or "softmax"
     if kind not in LOSS_TYPES:
         raise UserError(f"train.loss_type {kind!r} must be one of {', '.join(LOSS_TYPES)}")
@@ -211,6 +235,7 @@ def model_arguments(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, A
     """(model name or block strings, overrides) to pass to `efficientnetv2.get_model`."""
     model = config.model
     overrides = {key: model[key] for key in OVERRIDES if key != "blocks"}
+    overrides["bn_type"] = model.bn_type or "bn"  # unset: tpu_bn on a TPU (the Evaluator's)
     if model.blocks:
         overrides["blocks"] = list(model.blocks)
     name = model.model_name if model.model_name != CUSTOM else list(model.blocks)

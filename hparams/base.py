@@ -25,6 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
             # depth_divisor, min_depth, stem_stride: ModelOptions' defaults (efficientnetv2/builder.py).
             **{f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name != "blocks"},
             "num_classes": config_dict.placeholder(int),  # None: the dataset's.
+            # bn, gn (group norm) or tpu_bn (batch norm synchronized across replicas); None:
+            # tpu_bn on a TPU, bn elsewhere, as the original
+            "bn_type": config_dict.placeholder(str),
         },
         "train": {
             "epochs": 350,
@@ -50,7 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
             "weight_decay_inc": 0.0,
             "weight_decay_exclude": ".*(bias|gamma|beta).*",
             "label_smoothing": 0.1,
-            "loss_type": config_dict.placeholder(str),  # softmax (unset) or sigmoid; recorded.
+            # softmax (unset), sigmoid, or custom (sigmoid cross-entropy summed over the classes,
+            # the original's); recorded.
+            "loss_type": config_dict.placeholder(str),
             "gclip": 0.0,
             "min_steps": 0,
             "split": "train",
@@ -113,6 +118,22 @@ def base_config() -> ml_collections.ConfigDict:
             # the image folder (hparams/folder_plan.py; on in the imagefolder config).
             "auto": False,
             "auto_plan": config_dict.placeholder(str),  # written: what data.auto chose, and why
+            # The original's dataset keys; unset: the registry's (datasets/registry.py).
+            "num_classes": config_dict.placeholder(int),  # the data's class count
+            "multiclass": config_dict.placeholder(bool),  # multi-hot labels
+            "tfds_name": config_dict.placeholder(str),  # the tfds dataset read
+            "try_gcs": False,  # tfds reads Google's prepared copy from GCS (online)
+            # Per split (train, eval, minival, trainval): num_images (the split's size: only the
+            # first N are read), tfds_split, files (a TFRecord glob in data_dir) and slice
+            # (appended to the tfds split, '[:1000]'; of the sorted files for TFRecords, '20:').
+            "splits": {name: {"num_images": config_dict.placeholder(int),
+                              "files": config_dict.placeholder(str),
+                              "tfds_split": config_dict.placeholder(str),
+                              "slice": config_dict.placeholder(str)}
+                       for name in ("train", "eval", "minival", "trainval")},
+            # read nowhere by the original either: named as without effect when set
+            "tfds_split": config_dict.placeholder(str),
+            "resize": config_dict.placeholder(object),
         },
         "runtime": {
             "strategy": "default",
@@ -127,5 +148,12 @@ def base_config() -> ml_collections.ConfigDict:
             "keep_checkpoint_max": 5,
             # also keep one checkpoint of every this many hours for good (0: none)
             "keep_checkpoint_every_n_hours": 0.0,
+            # no TensorBoard summaries of training steps (the original's host call)
+            "skip_host_call": False,
+            # > 0: a progress line at least every this many steps (the original's
+            # log_step_count_steps, 64 there)
+            "log_step_count_steps": 0,
+            # checkpoints are written whole before training goes on: no effect here
+            "use_async_checkpointing": False,
         },
     })

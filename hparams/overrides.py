@@ -62,13 +62,26 @@ def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load_yaml(path: str) -> dict[str, Any]:
+def parse_overrides(text: str, argument: str = "hparam_str") -> dict[str, Any]:
+    """`hparam_str` (or `sweeps`) as the original reads it: key=value pairs, or the path of a
+    YAML file (a string ending in .yaml with no '='); flat keys."""
+    text = (text or "").strip()
+    if text and "=" not in text:
+        path = text.rstrip(",").strip()
+        if not path.endswith((".yaml", ".yml")):
+            raise UserError(f"`{argument}` {quoted(text)} is neither key=value pairs nor a .yaml "
+                            "file (example: train.epochs=10,model.dropout_rate=0.3)")
+        return load_yaml(path, argument)
+    return parse_hparam_str(text)
+
+
+def load_yaml(path: str, argument: str = "config_file") -> dict[str, Any]:
     """Flat overrides from a YAML file (safe-loaded; nested sections or dotted keys)."""
     if os.path.isdir(path):
-        raise UserError(f"config file {path!r} is a folder; pass a YAML file to `config_file`")
+        raise UserError(f"config file {path!r} is a folder; pass a YAML file to `{argument}`")
     if not os.path.isfile(path):
         what = "is not a regular file" if os.path.exists(path) else "does not exist"
-        raise UserError(f"config file {path!r} {what}; pass a YAML file to `config_file`")
+        raise UserError(f"config file {path!r} {what}; pass a YAML file to `{argument}`")
     try:
         with open(path, encoding="utf-8") as f:
             content = yaml.safe_load(f)
@@ -125,7 +138,7 @@ def _wrong(field_type: type, value: Any, key: str, source: str):
 
 
 # keys the original spells otherwise: its configs and commands carry over
-ORIGINAL_KEYS = {"model.act_fn": "model.activation"}
+ORIGINAL_KEYS = {"model.act_fn": "model.activation", "model.blocks_args": "model.blocks"}
 
 
 def own_names(flat: dict[str, Any]) -> dict[str, Any]:

@@ -185,11 +185,7 @@ class Checkpoints:
         return True
 
     def best_top1(self) -> dict | None:
-        path = os.path.join(self.directory, BEST_DIR, BEST_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return best_record(self.directory)
 
     def _save(self, manager: tf.train.CheckpointManager, step: int) -> str:
         before = set(os.listdir(manager.directory)) if os.path.isdir(manager.directory) else set()
@@ -208,6 +204,38 @@ class Checkpoints:
         if not self.write:
             shutil.rmtree(manager.directory, ignore_errors=True)
         return path
+
+
+def best_record(directory: str) -> dict | None:
+    """best/best.json of a run: the step and top-1 of the checkpoint kept in best/."""
+    path = os.path.join(directory, BEST_DIR, BEST_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def archive_if_best(directory: str, path: str, top1: float) -> bool:
+    """--mode=eval's `archive_ckpt` (the original's utils.archive_ckpt): copies checkpoint
+    `path` into directory/best when `top1` beats best.json's (training keeps the same folder
+    by its own evaluations); returns whether it did. The files are copied first, the
+    `checkpoint` index and best.json last, so a kill leaves the previous best usable."""
+    best = best_record(directory)
+    if best is not None and top1 <= best["top1"]:
+        return False
+    best_dir = os.path.join(directory, BEST_DIR)
+    os.makedirs(best_dir, exist_ok=True)
+    prefix = os.path.basename(path)
+    for name in tf.io.gfile.listdir(os.path.dirname(path) or "."):
+        if name.startswith(prefix + "."):
+            shutil.copyfile(os.path.join(os.path.dirname(path), name), os.path.join(best_dir, name))
+    tf.compat.v1.train.update_checkpoint_state(best_dir, prefix, [prefix])
+    for name in os.listdir(best_dir):  # the previous best's files
+        if not name.startswith((prefix + ".", "checkpoint", BEST_FILE)):
+            os.remove(os.path.join(best_dir, name))
+    write_text(os.path.join(best_dir, BEST_FILE),
+               json.dumps({"step": step_of(path), "top1": float(top1)}))
+    return True
 
 
 def wait_for_checkpoints(directory: str, timeout: float, poll: float = 5.0) -> Iterator[str]:

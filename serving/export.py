@@ -236,7 +236,7 @@ def module_for_run(restored, top_k: int = 5) -> InferenceModule:
     return InferenceModule(restored.model, restored.class_names,
                            yaml.safe_dump(config.to_dict(), sort_keys=False), config.eval.isize,
                            preprocessing.recipe_for(config.data), top_k,
-                           multilabel=hparams.loss_type(config) == "sigmoid",
+                           multilabel=hparams.loss_type(config) != "softmax",
                            views=preprocessing.eval_views(config))
 
 

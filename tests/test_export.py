@@ -264,8 +264,9 @@ def test_bad_inputs_are_one_line_errors(run, tmp_path, capsys):
          f"error: {run['dir']} holds no SavedModel"),
         (["--mode=predict", f"--saved_model={export}", f"--image={run['pngs']}",
           "--hparam_str=eval.flip_average=true"],
-         "error: --hparam_str eval. keys cannot change a SavedModel (its preprocessing is fixed at "
-         "export); export again with them, or predict from --checkpoint"),
+         "error: eval. keys (--hparam_str, --image_size, --batch_size) cannot change a SavedModel "
+         "(its preprocessing is fixed at export); export again with them, or predict from "
+         "--checkpoint"),
         (["--mode=export", f"--checkpoint={run['dir']}", f"--export_dir={export}", "--export_version=1"],
          f"error: {export}/1 already exists; pass --overwrite"),
         (["--mode=predict", f"--checkpoint={run['dir']}", "--image=/nonexistent.png"],

@@ -50,7 +50,7 @@ def test_hparam_str_overrides_with_types():
     ("train.seed=-1", r"train.seed=-1 must be in \[0, 2147483647\]"),
     ("train.ema_decay=1", r"train.ema_decay=1.0 must be in \[0, 1\)"),
     ("data.mixup_alpha=-0.2", "data.mixup_alpha=-0.2 must be in"),
-    ("train.epochs=0", r"train.epochs=0 must be in \(0, inf\)"),
+    ("train.epochs=-1", r"train.epochs=-1\S* must be in \[0, inf\)"),
 ])
 def test_bad_overrides_fail_with_one_line(hparam_str, message):
     with pytest.raises(efficientnetv2.UserError, match=message) as error:

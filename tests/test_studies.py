@@ -122,6 +122,13 @@ def test_blocks_study_variants_are_the_asked_architectures():
     assert len(dropped) == 4 and (dropped[0].input_filters, dropped[0].output_filters) == (24, 48)
     assert (dropped[-1].input_filters, dropped[-1].output_filters) == (128, 256)
     assert all(c.model.width_coefficient == 0.25 for c in configs.values())
+    # the seed write-up's variants
+    assert all(not b.conv_type and b.se_ratio == 0.25 for b in blocks["seed-all-mbconv-se"])
+    assert [b.repeats for b in blocks["seed-half-repeats"]] == [1, 2, 2, 3, 4, 7]
+    seed_dropped = blocks["seed-stages-2-5-dropped"]
+    assert [(b.input_filters, b.output_filters) for b in seed_dropped] == [
+        (24, 48), (48, 64), (64, 128), (128, 256)]
+    assert [b.strides for b in seed_dropped] == [1, 2, 2, 2] and not seed_dropped[0].conv_type
 
 
 def test_training_and_v1_vs_v2_variants():

@@ -117,11 +117,23 @@ class Evaluator:
         """The config's architecture (its trainable layers as the run trained them)."""
         name, overrides = hparams.model_arguments(self.config)
         overrides["dropout_rate"] = max(s.dropout_rate for s in self.stages)
+        if self.synchronized_bn:
+            overrides["bn_type"] = "tpu_bn"
         model = efficientnetv2.get_model(name, self.num_classes, **overrides)
         if self.config.train.get("freeze_backbone"):
             for layer in model.layers:  # frozen batch norm also normalises as in inference
                 layer.trainable = layer.name == "predictions"
         return model
+
+    @property
+    def synchronized_bn(self) -> bool:
+        """Batch norm synchronized across replicas: `model.bn_type=tpu_bn` or
+        `model.synchronized_bn`, and on a TPU when `model.bn_type` is unset (the original's
+        default there)."""
+        model = self.config.model
+        on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
+        return bool(model.synchronized_bn or model.bn_type == "tpu_bn"
+                    or (model.bn_type is None and on_tpu))
 
     def _replica_multiple(self, key: str, batch: int) -> int:
         """`batch`, checked to split evenly over the replicas."""

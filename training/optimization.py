@@ -86,7 +86,13 @@ def loss_function(kind: str, label_smoothing: float):
     """Per-example loss on logits: softmax (categorical) or sigmoid (binary) cross-entropy
     with label smoothing; `kind` comes from `hparams.loss_type`. Softmax takes the labels
     scaled to sum to 1, as the original's loss for multi-hot labels (one-hot and mixed
-    labels already do)."""
+    labels already do). custom is the original's: sigmoid cross-entropy summed over the
+    classes, without label smoothing."""
+    if kind == "custom":
+        def summed_sigmoid_loss(labels, logits):
+            return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=tf.cast(labels, logits.dtype), logits=logits), axis=-1)
+        return summed_sigmoid_loss
     if kind != "softmax":
         return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=label_smoothing,
                                                reduction=None)

@@ -79,9 +79,11 @@ def multilabel_metrics(counts: np.ndarray, images: float, k5: int = 5) -> dict:
 class MetricsLog:
     """Rows of `log.csv` (train rows per loop, eval rows per evaluation), and the same
     values as TensorBoard scalars under `tensorboard/{train,eval}`. On resume the rows
-    after the restored step (written before a kill) are dropped."""
+    after the restored step (written before a kill) are dropped. `summaries`: the kinds
+    written to TensorBoard (runtime.skip_host_call leaves out train)."""
 
-    def __init__(self, directory: str, resume_step: int = 0, enabled: bool = True):
+    def __init__(self, directory: str, resume_step: int = 0, enabled: bool = True,
+                 summaries: tuple[str, ...] = ("train", "eval")):
         self.path = os.path.join(directory, LOG_FILE)
         self.enabled = enabled
         self.writers = {}
@@ -95,7 +97,7 @@ class MetricsLog:
             writer.writeheader()
             writer.writerows(rows)
         self.writers = {kind: tf.summary.create_file_writer(os.path.join(directory, "tensorboard", kind))
-                        for kind in ("train", "eval")}
+                        for kind in summaries}
 
     def write(self, kind: str, step: int, **values) -> None:
         if not self.enabled:
@@ -104,11 +106,29 @@ class MetricsLog:
             self.evaluated.add((step, values["image_size"]))
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, FIELDS).writerow({"kind": kind, "step": step, **values})
-        with self.writers[kind].as_default(step=step):
-            for name, value in values.items():
-                if name != "seconds" and value is not None:
-                    tf.summary.scalar(name, value)
-        self.writers[kind].flush()
+        if kind in self.writers:
+            write_scalars(self.writers[kind], step, values)
+
+
+def write_scalars(writer, step: int, values: dict) -> None:
+    """`values` (but the wall seconds) as TensorBoard scalars at `step`."""
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            if name != "seconds" and value is not None:
+                tf.summary.scalar(name, value)
+    writer.flush()
+
+
+def write_eval_summary(directory: str, name: str | None, result) -> str:
+    """An evaluation of --mode=eval as TensorBoard scalars in `tensorboard/eval_<name>`
+    (`tensorboard/eval` without a name, beside training's own evaluations), as the
+    original's `eval_name`; returns the folder."""
+    folder = os.path.join(directory, "tensorboard", f"eval_{name}" if name else "eval")
+    writer = tf.summary.create_file_writer(folder)
+    write_scalars(writer, result.step, {"accuracy": result.top1, "top5": result.top5,
+                                        "loss": result.loss, "image_size": result.image_size})
+    writer.close()
+    return folder
 
 
 def read_log(path: str) -> list[dict]:

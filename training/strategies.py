@@ -13,12 +13,14 @@ STRATEGIES = ("default", "gpus", "multiworker", "tpu")
 
 
 def make_strategy(name: str, tpu: str | None = None, tpu_zone: str | None = None,
-                  gcp_project: str | None = None) -> tf.distribute.Strategy:
+                  gcp_project: str | None = None, tpu_job_name: str | None = None
+                  ) -> tf.distribute.Strategy:
     """The strategy `runtime.strategy` names.
 
     default: one device (the first GPU if any); gpus: MirroredStrategy over every local GPU
     (or every logical CPU device); multiworker: MultiWorkerMirroredStrategy, workers from
-    the TF_CONFIG environment variable; tpu: TPUStrategy on `tpu` (a name or grpc address).
+    the TF_CONFIG environment variable; tpu: TPUStrategy on `tpu` (a name or grpc address;
+    `tpu_job_name`: the TPU workers' job, the original's flag).
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -38,7 +40,7 @@ def make_strategy(name: str, tpu: str | None = None, tpu_zone: str | None = None
         if not tpu:
             raise UserError("runtime.strategy=tpu needs `tpu`=NAME (and `tpu_zone`, `gcp_project`)")
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu, zone=tpu_zone, project=gcp_project)
+            tpu, zone=tpu_zone, project=gcp_project, job_name=tpu_job_name or "worker")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)

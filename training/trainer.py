@@ -32,6 +32,8 @@ from .evaluator import EvalResult, Evaluator, top_k_hits
 from .progressive import StepPlan, num_stages
 from .schedules import learning_rate_schedule, weight_decay
 
+TRACE_STEPS = 5  # training steps a `trace_dir` profile holds
+
 
 class Trainer(Evaluator):
     """Trains a config's model into `model_dir`: progressive stages, the weight-decay ramp,
@@ -43,6 +45,9 @@ class Trainer(Evaluator):
         config = self.config
         self._seconds_per_step: float | None = None  # of the latest training loop
         self._estimated = False  # the run-time estimate is printed once
+        # a folder for a profiler trace of TRACE_STEPS steps (after the first call, which
+        # traces the step function), readable in TensorBoard's profile tab
+        self.trace_dir: str | None = None
         self.plan = self._plan()
         with self.strategy.scope():
             self.dropout = next((layer for layer in self.model.layers
@@ -76,9 +81,10 @@ class Trainer(Evaluator):
             raise UserError(f"train.batch_size={batch} is larger than the {examples} training "
                             "examples; lower train.batch_size")
         total = max(int(round(train.epochs * steps_per_epoch)), int(train.min_steps or 0))
-        if total < len(self.stages):
-            raise UserError(f"{total} training steps cannot make {len(self.stages)} stages; "
-                            "raise train.epochs or lower train.stages")
+        if total < 1:
+            raise UserError(f"train.epochs={train.epochs:g} of {steps_per_epoch} steps and "
+                            f"train.min_steps={train.min_steps} train no step; raise one of them")
+        # fewer steps than stages: the stages without a step are skipped, as the original
         return StepPlan(steps_per_epoch, total, num_stages(self.config))
 
     def _training_split(self) -> DataInput:
@@ -120,7 +126,7 @@ class Trainer(Evaluator):
         train = self.config.train
         total = self.plan.total_steps
         compute = self.loss_and_gradients
-        if self.xla and self.replicas > 1 and not self.config.model.synchronized_bn:
+        if self.xla and self.replicas > 1 and not self.synchronized_bn:
             # Cross-replica sums (of gradients here, of batch statistics with synchronized
             # BN) cannot run inside an XLA function: compile the forward and backward pass.
             compute = tf.function(self.loss_and_gradients, jit_compile=True)
@@ -185,7 +191,9 @@ class Trainer(Evaluator):
         if restored:
             self._log(f"resumed from {restored}: step {start}, epoch {plan.epoch_of(start) + 1}, "
                       f"stage {plan.stage_of(start) + 1}")
-        log = reporting.MetricsLog(self.model_dir, start, enabled=self.chief)
+        log = reporting.MetricsLog(self.model_dir, start, enabled=self.chief,
+                                   summaries=("eval",) if config.runtime.get("skip_host_call")
+                                   else ("train", "eval"))
         progress = reporting.Progress(self.verbose)
         self._log(f"training {config.model.model_name} on {config.data.ds_name}: "
                   f"{plan.total_steps} steps ({plan.steps_per_epoch}/epoch, global batch "
@@ -199,6 +207,8 @@ class Trainer(Evaluator):
                      else ""))
         if config.data.get("auto_plan"):
             self._log(config.data.auto_plan)
+        for note in hparams.without_effect(config):
+            self._log(note)
         result = None
         if restored and eval_every_epoch and self._evaluated_after(start) and start < plan.total_steps:
             # a kill between an epoch's checkpoint and its evaluation: evaluate it now
@@ -272,9 +282,18 @@ class Trainer(Evaluator):
                 progress.start_epoch(epoch, math.ceil(plan.total_steps / plan.steps_per_epoch),
                                      epoch_steps)
             steps = min(self._loop_steps(), plan.next_boundary(step) - step)
+            tracing = bool(self.trace_dir) and self._seconds_per_step is not None
+            if tracing:
+                steps = min(steps, TRACE_STEPS)
+                tf.profiler.experimental.start(self.trace_dir)
             began = time.time()
             loss_sum, correct, count = loop(iterator, tf.constant(steps)).numpy()
             seconds = time.time() - began
+            if tracing:
+                tf.profiler.experimental.stop()
+                self._log(f"wrote a profiler trace of steps {step + 1}-{step + steps} into "
+                          f"{self.trace_dir} (TensorBoard --logdir={self.trace_dir}, profile tab)")
+                self.trace_dir = None
             timed = self._seconds_per_step is not None  # the first loop also traces
             self._seconds_per_step = seconds / steps
             loss, accuracy = loss_sum / max(count, 1), correct / max(count, 1)
@@ -311,9 +330,11 @@ class Trainer(Evaluator):
     def _loop_steps(self) -> int:
         """Steps of the next `tf.function` call: `runtime.iterations_per_loop` at most, and
         few enough that a progress line comes every `runtime.progress_seconds` (the first
-        call, which also traces, runs one step; not across workers, whose clocks differ).
-        Steps and results do not depend on it."""
+        call, which also traces, runs one step; not across workers, whose clocks differ), and
+        at most `runtime.log_step_count_steps` when set. Steps and results do not depend on it."""
         most = self.config.runtime.iterations_per_loop
+        if self.config.runtime.get("log_step_count_steps"):
+            most = min(most, self.config.runtime.log_step_count_steps)
         every = self.config.runtime.get("progress_seconds") or 0
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             every = 0  # every worker must run the same steps per call: by steps only
