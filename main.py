@@ -275,7 +275,7 @@ def run_eval() -> None:
         evaluator = evaluator or on_strategy(Evaluator, config, directory)
         result = evaluator.evaluate_checkpoint(path)
         print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
-        if not run_folder.is_run(directory):
+        if not run_folder.is_run(directory) or not evaluator.chief:
             continue
         write_eval_summary(directory, FLAGS.eval_name, result)
         if FLAGS.archive_ckpt and checkpoints.archive_if_best(directory, path, result.top1):

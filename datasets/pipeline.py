@@ -77,7 +77,9 @@ class DataInput:
         limit = data_config.max_train_examples if is_training else data_config.max_eval_examples
         split_size = data_config.get("splits", {}).get(split, {}).get("num_images")
         limit = min(filter(None, (limit, split_size)), default=0)  # data.splits.<split>.num_images
-        if limit and (self.source.num_examples is None or limit < self.source.num_examples):
+        # (a TFRecord source's count is the declared num_images, not what its files hold)
+        if limit and (self.source.num_examples is None or limit < self.source.num_examples
+                      or self.source.files is not None):
             self.source = self.source.first(limit)
         # `--hparam_str=data.augname=none` arrives as None (the literal none)
         self.augname = data_config.augname or "none"
@@ -94,7 +96,10 @@ class DataInput:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.source.class_names)
+        """The source's names, or the class ids where they do not name every class (a
+        `data.num_classes` other than the dataset's)."""
+        names = list(self.source.class_names)
+        return names if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
 
     @property
     def num_examples(self) -> int | None:

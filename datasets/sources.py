@@ -158,12 +158,9 @@ def _tfrecord_parser(spec: DatasetSpec):
     return parse
 
 
-def load_tfrecord(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
+def load_tfrecord(spec: DatasetSpec, split: str, data_dir: str) -> Source:
     """ImageNet-style TFRecord files (see tensorflow/tpu's imagenet_to_gcs.py)."""
     info = get_split(spec, split)
-    if not data_dir:
-        raise UserError(f"dataset {spec.name!r} reads TFRecord files: pass `data_dir`=DIR "
-                        f"holding {info.files} files")
     files = sorted(tf.io.gfile.glob(os.path.join(data_dir, info.files)))[slice(*info.file_slice)]
     if not files:
         raise UserError(f"no TFRecord files {info.files!r} (slice {info.file_slice}) in "
@@ -203,7 +200,7 @@ def load_synthetic(spec: DatasetSpec, split: str, seed: int, size: int = 64) -> 
 NULL_DATA_DIR = "null"
 
 
-def load_null(spec: DatasetSpec, split: str) -> Source:
+def load_null(spec: DatasetSpec, split: str, data_dir: str | None) -> Source:
     """The original's null input: the split's `num_images` black images, each labelled with
     no class (multi-label data: classes 2 and 3), for smoke tests without data."""
     count = get_split(spec, split).num_images or 1
@@ -215,8 +212,10 @@ def load_null(spec: DatasetSpec, split: str) -> Source:
         label = tf.constant(-1, tf.int64)  # one_hot(-1): all zeros
     names = list(spec.class_names or [str(i) for i in range(classes)])
     return _table_source((tf.range(count, dtype=tf.int64),), lambda _: (black, label), names,
-                         False, f"null input [{split}]: black images without labels (data_dir null "
-                         "or unset, as the original's smoke test)", in_memory=True)
+                         False, f"null input [{split}]: black images without labels ("
+                         + ("data_dir=null, the original's smoke-test input)" if data_dir else
+                            "no data_dir was given: pass the folder of its files for real data)"),
+                         in_memory=True)
 
 
 def is_null(spec: DatasetSpec, data_dir: str | None) -> bool:
@@ -228,7 +227,7 @@ def load_source(spec: DatasetSpec, split: str, data_dir: str | None, val_fractio
                 seed: int = 0, try_gcs: bool = False) -> Source:
     """The examples of `split` of the registry entry `spec`."""
     if is_null(spec, data_dir):
-        return load_null(spec, split)
+        return load_null(spec, split, data_dir)
     if data_dir and not os.path.isdir(data_dir) and not data_dir.startswith("gs://"):
         what = "is not a folder" if os.path.exists(data_dir) else "does not exist"
         raise UserError(f"data_dir {data_dir!r} {what}; pass the folder holding the dataset's "

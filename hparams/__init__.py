@@ -145,6 +145,8 @@ RANGES = {"train.batch_size": "[1, inf)", "eval.batch_size": "[1, inf)",
           "data.max_train_examples": "[0, inf)", "data.max_eval_examples": "[0, inf)",
           "train.min_steps": "[0, inf)", "runtime.log_step_count_steps": "[0, inf)",
           "train.seed": f"[0, {2**31 - 1}]",
+          **{f"data.splits.{split}.num_images": "[1, inf)"
+             for split in ("train", "eval", "minival", "trainval")},
           "train.lr_base": "[0, inf)", "train.lr_min": "[0, inf)", "train.lr_warmup_epoch": "[0, inf)",
           "train.lr_decay_epoch": "(0, inf)", "train.lr_decay_factor": "(0, 1]",
           "train.label_smoothing": "[0, 1)", "train.ema_decay": "[0, 1)",
@@ -184,8 +186,11 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
     """Values outside what makes sense (a batch of 0, a negative rate, label smoothing of 5)
     as one-line errors naming the key and its range."""
     for key, interval in RANGES.items():
-        section, name = key.split(".")
-        value = config[section].get(name)
+        *sections, name = key.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        value = node.get(name)
         if isinstance(value, (int, float)) and not _inside(value, interval):
             raise UserError(f"{key}={value} must be in {interval}")
 

@@ -147,7 +147,7 @@ def plan(config: ml_collections.ConfigDict, stats: FolderStats, fixed: set[str],
         epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, round(IMAGES_SEEN / images)))
         choices.append(Choice("train.epochs", epochs,
                               f"{epochs * images:,} images seen ({MIN_EPOCHS}-{MAX_EPOCHS} epochs)"))
-    steps = max(1, images // batch) * epochs
+    steps = max(1, max(1, images // batch) * epochs)
     if epochs * images < SHORT_RUN:
         for key, value in (("model.dropout_rate", 0.0), ("model.survival_prob", 1.0)):
             if key not in fixed:

@@ -124,7 +124,8 @@ def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections
 
 
 # Keys added with a default other than what runs written before them did.
-BEFORE_THE_KEY = {"train.nesterov": True, "data.aug_consts_size": 224, "train.rmsprop_ms_init": 0.0}
+BEFORE_THE_KEY = {"train.nesterov": True, "data.aug_consts_size": 224, "train.rmsprop_ms_init": 0.0,
+                  "model.bn_type": "bn"}
 
 
 def _multi_label(ds_name: str | None) -> bool:

@@ -218,23 +218,27 @@ def best_record(directory: str) -> dict | None:
 def archive_if_best(directory: str, path: str, top1: float) -> bool:
     """--mode=eval's `archive_ckpt` (the original's utils.archive_ckpt): copies checkpoint
     `path` into directory/best when `top1` beats best.json's (training keeps the same folder
-    by its own evaluations); returns whether it did. The files are copied first, the
-    `checkpoint` index and best.json last, so a kill leaves the previous best usable."""
+    by its own evaluations); returns whether it did. Each file is copied under a temporary
+    name and renamed, then the `checkpoint` index and best.json are written, then the
+    previous best's files removed: a kill at any moment leaves a usable best/."""
     best = best_record(directory)
     if best is not None and top1 <= best["top1"]:
         return False
     best_dir = os.path.join(directory, BEST_DIR)
     os.makedirs(best_dir, exist_ok=True)
-    prefix = os.path.basename(path)
-    for name in tf.io.gfile.listdir(os.path.dirname(path) or "."):
-        if name.startswith(prefix + "."):
-            shutil.copyfile(os.path.join(os.path.dirname(path), name), os.path.join(best_dir, name))
+    source, prefix = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    if source != os.path.abspath(best_dir):  # a checkpoint of best/ itself stays where it is
+        for name in os.listdir(source):
+            if name.startswith(prefix + "."):
+                partial = os.path.join(best_dir, f".{name}.{os.getpid()}.partial")
+                shutil.copyfile(os.path.join(source, name), partial)
+                os.replace(partial, os.path.join(best_dir, name))
     tf.compat.v1.train.update_checkpoint_state(best_dir, prefix, [prefix])
-    for name in os.listdir(best_dir):  # the previous best's files
-        if not name.startswith((prefix + ".", "checkpoint", BEST_FILE)):
-            os.remove(os.path.join(best_dir, name))
     write_text(os.path.join(best_dir, BEST_FILE),
                json.dumps({"step": step_of(path), "top1": float(top1)}))
+    for name in os.listdir(best_dir):  # the previous best's files
+        if not name.startswith((prefix + ".", "checkpoint", BEST_FILE, ".")):
+            os.remove(os.path.join(best_dir, name))
     return True
 
 

@@ -153,4 +153,4 @@ def test_a_huge_value_is_cut_in_the_middle_and_the_reason_kept(capsys):
     assert_one_line_error(result, "error: train.loss_type 'xxx")
     line = result.stderr.strip().splitlines()[-1]
     assert len(line) < 2200 and "characters]..." in line
-    assert line.endswith("must be one of softmax, sigmoid")
+    assert line.endswith("must be one of softmax, sigmoid, custom")

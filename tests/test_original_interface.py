@@ -25,12 +25,14 @@ SMOKE_HPARAMS = ("train.batch_size=2,eval.batch_size=2,train.epochs=0,train.min_
 
 def test_the_original_smoke_test_trains_then_evaluates(tmp_path, capsys):
     run = str(tmp_path / "smoke")
+    outputs = {}
     for mode in ("train", "eval"):
         result = main_in_process(capsys, f"--mode={mode}", *SMOKE_FLAGS, f"--model_dir={run}",
                                  f"--hparam_str={SMOKE_HPARAMS}")
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "null input" in result.stdout or mode == "eval"
-    assert "ckpt-1: top-1" in result.stdout and "(6 images" in result.stdout
+        outputs[mode] = result.stdout
+    assert "null input [train]" in outputs["train"] and "final: top-1" in outputs["train"]
+    assert "ckpt-1: top-1" in outputs["eval"] and "(6 images" in outputs["eval"]
     saved = hparams.load_yaml(os.path.join(run, "config.yaml"))
     assert saved["data.splits.eval.num_images"] == 6 and saved["train.min_steps"] == 1
 
@@ -77,6 +79,11 @@ def test_eval_name_archive_ckpt_and_infer_modes(tiny_run, tmp_path, capsys):
     assert tf.train.latest_checkpoint(str(run / "best")).endswith("ckpt-3")
     again = main_in_process(capsys, "--mode=eval", f"--model_dir={run}")  # not better: kept
     assert "kept" not in again.stdout and again.returncode == 0
+    (run / "best" / "best.json").unlink()  # best/'s own checkpoint, evaluated again
+    itself = main_in_process(capsys, "--mode=eval", f"--checkpoint={run / 'best' / 'ckpt-3'}")
+    assert itself.returncode == 0 and "kept" in itself.stdout, itself.stderr[-3000:]
+    assert sorted(os.listdir(run / "best")) == [
+        "best.json", "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
     no_archive = tmp_path / "copy"
     bench = main_in_process(capsys, "--mode=tf2bm", f"--model_dir={run}", "--batch_size=2",
                             f"--export_dir={no_archive}")
@@ -88,6 +95,34 @@ def test_eval_name_archive_ckpt_and_infer_modes(tiny_run, tmp_path, capsys):
     assert export.returncode == 0, export.stderr[-3000:]
     assert (tmp_path / "export" / "3" / "saved_model.pb").exists()
     assert "--export_to_tpu has no effect here" in export.stderr
+
+
+def test_image_path_debug_mixed_precision_and_tpu_job_name(tiny_run, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    image = tmp_path / "one.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
+    predicted = main_in_process(capsys, "--mode=predict", f"--model_dir={tiny_run['run']}",
+                                f"--image_path={image}", "--top_k=1")
+    assert predicted.returncode == 0 and predicted.stdout.startswith(str(image)), predicted.stderr
+    summary = main_in_process(capsys, "--mode=summary", "--model_name=efficientnetv2-b0",
+                              "--mixed_precision", "--debug", f"--model_dir={tmp_path / 's'}")
+    try:
+        assert summary.returncode == 0 and tf.config.functions_run_eagerly()
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert hparams.load_yaml(str(tmp_path / "s" / "config.yaml"))["runtime.mixed_precision"] is True
+    seen = {}
+
+    def resolver(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("no TPU here")
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", resolver)
+    from efficientnetv2.training.strategies import make_strategy
+
+    with pytest.raises(RuntimeError, match="no TPU here"):
+        make_strategy("tpu", tpu="my-tpu", tpu_job_name="tpu_worker")
+    assert seen["job_name"] == "tpu_worker"
 
 
 def test_use_tpu_needs_a_tpu_and_unknown_hparam_text_is_one_line(capsys):
@@ -132,6 +167,14 @@ def test_bn_type_tpu_bn_synchronizes_batch_norm_and_loss_type_custom():
         norms = [layer for layer in model._flatten_layers()
                  if isinstance(layer, keras.layers.BatchNormalization)]
         assert norms and all(layer.synchronized == synchronized for layer in norms)
+    from efficientnetv2.training.evaluator import Evaluator
+
+    group = hparams.build_config("custom", "synthetic", hparam_str=(  # group norm stays group norm
+        "model.blocks=" + "|".join(TINY_BLOCKS) + ",model.bn_type=gn,model.synchronized_bn=true,"
+        "eval.isize=16"))
+    model = Evaluator(group, "unused", verbose=False).model
+    kinds = {type(layer).__name__ for layer in model._flatten_layers()}
+    assert "GroupNormalization" in kinds and "BatchNormalization" not in kinds
     labels = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], np.float32)
     logits = np.array([[2.0, -1.0, 0.5], [0.3, 0.1, -2.0]], np.float32)
     expected = np.sum(labels * np.log1p(np.exp(-logits))

@@ -51,8 +51,11 @@ def test_imagenet_tfrecords(tmp_path):
     assert images.shape == (3, 32, 32, 3)
     assert list(labels.numpy().argmax(1)) == [0, 1, 2]  # 1-based labels made 0-based
     assert DataInput(config.data, "trainval", True, data_dir=str(tmp_path)).num_classes == 1000
-    with pytest.raises(UserError, match="pass `data_dir`"):
-        DataInput(config.data, "eval", False)
+    two = data_config("imagenet", "data.splits.eval.num_images=2")  # the original's split size
+    evaluation = DataInput(two.data, "eval", False, data_dir=str(tmp_path))
+    assert evaluation.num_examples == 2 and len(list(evaluation.source.dataset)) == 2
+    # no data_dir: the original's null input (its smoke test), said in the origin
+    assert DataInput(config.data, "eval", False).source.origin.startswith("null input [eval]")
 
 
 def test_imagenet21k_multilabel_tfrecords(tmp_path):

@@ -117,8 +117,7 @@ class Evaluator:
         """The config's architecture (its trainable layers as the run trained them)."""
         name, overrides = hparams.model_arguments(self.config)
         overrides["dropout_rate"] = max(s.dropout_rate for s in self.stages)
-        if self.synchronized_bn:
-            overrides["bn_type"] = "tpu_bn"
+        overrides["synchronized_bn"] = self.synchronized_bn
         model = efficientnetv2.get_model(name, self.num_classes, **overrides)
         if self.config.train.get("freeze_backbone"):
             for layer in model.layers:  # frozen batch norm also normalises as in inference

@@ -287,10 +287,13 @@ class Trainer(Evaluator):
                 steps = min(steps, TRACE_STEPS)
                 tf.profiler.experimental.start(self.trace_dir)
             began = time.time()
-            loss_sum, correct, count = loop(iterator, tf.constant(steps)).numpy()
+            try:
+                loss_sum, correct, count = loop(iterator, tf.constant(steps)).numpy()
+            finally:
+                if tracing:
+                    tf.profiler.experimental.stop()
             seconds = time.time() - began
             if tracing:
-                tf.profiler.experimental.stop()
                 self._log(f"wrote a profiler trace of steps {step + 1}-{step + steps} into "
                           f"{self.trace_dir} (TensorBoard --logdir={self.trace_dir}, profile tab)")
                 self.trace_dir = None
