@@ -224,7 +224,7 @@ def run_train() -> None:
     trainer = on_strategy(Trainer, build_config())
     trainer.trace_dir = FLAGS.trace_file
     result = trainer.train(eval_every_epoch=FLAGS.mode == "traineval")
-    print(f"final: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f} "
+    print(f"final: {scores(result)}, loss {result.loss:.4f} "
           f"at step {result.step}; checkpoints in {trainer.model_dir}")
 
 
@@ -261,8 +261,7 @@ def run_eval() -> None:
 
     if using_weights():
         result = on_strategy(Evaluator, build_config()).evaluate_weights(FLAGS.weights)
-        print(f"{FLAGS.weights}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, "
-              f"loss {result.loss:.4f}")
+        print(f"{FLAGS.weights}: {scores(result)}, loss {result.loss:.4f}")
         return
     config, directory = eval_config()
     if FLAGS.checkpoint:
@@ -274,17 +273,26 @@ def run_eval() -> None:
         path = run_folder.resolve_checkpoint(path)
         evaluator = evaluator or on_strategy(Evaluator, config, directory)
         result = evaluator.evaluate_checkpoint(path)
-        print(f"{path}: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}")
+        print(f"{path}: {scores(result)}, loss {result.loss:.4f}")
         if not run_folder.is_run(directory) or not evaluator.chief:
             continue
         write_eval_summary(directory, FLAGS.eval_name, result)
-        if FLAGS.archive_ckpt and checkpoints.archive_if_best(directory, path, result.top1):
+        metric = config.eval.get("best_metric") or "top1"
+        if FLAGS.archive_ckpt and checkpoints.archive_if_best(directory, path, result.score(metric),
+                                                              metric):
             print(f"kept {path} in {os.path.join(directory, checkpoints.BEST_DIR)} (the best "
-                  f"top-1 evaluated so far)")
+                  f"{metric} evaluated so far)")
     if evaluator is None:
         raise UserError(f"no checkpoint in {directory}" + (
             f" after waiting {FLAGS.eval_timeout:g}s" if FLAGS.eval_timeout else "")
             + "; train first or pass --model_dir / --checkpoint")
+
+
+def scores(result) -> str:
+    """An evaluation's top-1, balanced accuracy (single-label data) and top-5, as printed."""
+    balanced = (f", balanced accuracy {result.balanced_accuracy:.4f}"
+                if result.balanced_accuracy is not None else "")
+    return f"top-1 {result.top1:.4f}{balanced}, top-5 {result.top5:.4f}"
 
 
 def eval_overrides() -> dict:

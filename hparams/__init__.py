@@ -35,6 +35,7 @@ __all__ = [
 ]
 CONFIG_FILENAME = "config.yaml"
 LOSS_TYPES = ("softmax", "sigmoid", "custom")
+BEST_METRICS = ("top1", "balanced_accuracy")
 
 
 def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "imagenet",
@@ -71,6 +72,9 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
         config.data.normalization = initial_weights_normalization(config, initial_run)
     resolve_preprocessing(config)
     config.train.loss_type = loss_type(config)  # recorded: a later default cannot change it
+    if config.eval.best_metric not in BEST_METRICS:
+        raise UserError(f"eval.best_metric {config.eval.best_metric!r} must be one of "
+                        f"{', '.join(BEST_METRICS)}")
     if config.model.model_name == CUSTOM and not config.model.blocks:
         raise UserError("model 'custom' needs block strings: "
                         "`hparam_str`=model.blocks=r1_k3_s1_e1_i16_o16_c1|r2_k3_s2_e4_i16_o32")

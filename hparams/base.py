@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
             "shift_diagonal": False,
             # --mode=traineval evaluates after every N-th epoch and at each stage's end.
             "every_epochs": 1,
+            # what best/ keeps the highest of: top1, or balanced_accuracy (mean per-class
+            # recall: for imbalanced data)
+            "best_metric": "top1",
         },
         "data": {
             "ds_name": "imagenet",

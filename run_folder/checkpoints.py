@@ -173,15 +173,14 @@ class Checkpoints:
     def save(self, step: int) -> str:
         return self._save(self.latest_manager, step)
 
-    def save_if_best(self, step: int, top1: float) -> bool:
-        """Saves to best/ when `top1` beats the best so far; returns whether it did."""
-        best = self.best_top1()
-        if best is not None and top1 <= best["top1"]:
+    def save_if_best(self, step: int, score: float, metric: str = "top1") -> bool:
+        """Saves to best/ when `score` (of `metric`: eval.best_metric) beats the best so far;
+        returns whether it did."""
+        if not beats_best(self.directory, score, metric):
             return False
         self._save(self.best_manager, step)
         if self.write:
-            write_text(os.path.join(self.directory, BEST_DIR, BEST_FILE),
-                       json.dumps({"step": int(step), "top1": float(top1)}))
+            write_best(self.directory, step, score, metric)
         return True
 
     def best_top1(self) -> dict | None:
@@ -215,14 +214,31 @@ def best_record(directory: str) -> dict | None:
         return json.load(f)
 
 
-def archive_if_best(directory: str, path: str, top1: float) -> bool:
+def beats_best(directory: str, score: float, metric: str) -> bool:
+    """Whether `score` of `metric` beats best.json's (a best of another metric, or none,
+    is beaten)."""
+    best = best_record(directory)
+    if best is None or best.get("metric", "top1") != metric:
+        return True
+    return score > best.get("score", best.get("top1", float("-inf")))
+
+
+def write_best(directory: str, step: int, score: float, metric: str) -> None:
+    """best/best.json: the step kept in best/, its metric and score (and top1, as before
+    eval.best_metric)."""
+    record = {"step": int(step), "metric": metric, "score": float(score)}
+    if metric == "top1":
+        record["top1"] = float(score)  # as best.json said before eval.best_metric
+    write_text(os.path.join(directory, BEST_DIR, BEST_FILE), json.dumps(record))
+
+
+def archive_if_best(directory: str, path: str, score: float, metric: str = "top1") -> bool:
     """--mode=eval's `archive_ckpt` (the original's utils.archive_ckpt): copies checkpoint
-    `path` into directory/best when `top1` beats best.json's (training keeps the same folder
-    by its own evaluations); returns whether it did. Each file is copied under a temporary
+    `path` into directory/best when its `score` of `metric` beats best.json's (training keeps
+    the same folder by its own evaluations); returns whether it did. Each file is copied under a temporary
     name and renamed, then the `checkpoint` index and best.json are written, then the
     previous best's files removed: a kill at any moment leaves a usable best/."""
-    best = best_record(directory)
-    if best is not None and top1 <= best["top1"]:
+    if not beats_best(directory, score, metric):
         return False
     best_dir = os.path.join(directory, BEST_DIR)
     os.makedirs(best_dir, exist_ok=True)
@@ -234,8 +250,7 @@ def archive_if_best(directory: str, path: str, top1: float) -> bool:
                 shutil.copyfile(os.path.join(source, name), partial)
                 os.replace(partial, os.path.join(best_dir, name))
     tf.compat.v1.train.update_checkpoint_state(best_dir, prefix, [prefix])
-    write_text(os.path.join(best_dir, BEST_FILE),
-               json.dumps({"step": step_of(path), "top1": float(top1)}))
+    write_best(directory, step_of(path), score, metric)
     for name in os.listdir(best_dir):  # the previous best's files
         if not name.startswith((prefix + ".", "checkpoint", BEST_FILE, ".")):
             os.remove(os.path.join(best_dir, name))

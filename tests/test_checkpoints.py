@@ -27,10 +27,42 @@ def test_best_keeps_the_first_highest_score_and_its_weights(tmp_path, scores, be
     assert saved == [s > max(scores[:i], default=-1) for i, s in enumerate(scores)]
     best = tf.train.latest_checkpoint(str(tmp_path / checkpoints.BEST_DIR))
     assert checkpoints.step_of(best) == best_step
-    assert kept.best_top1() == {"step": best_step, "top1": pytest.approx(max(scores))}
+    assert kept.best_top1() == {"step": best_step, "metric": "top1",
+                                "score": pytest.approx(max(scores)), "top1": pytest.approx(max(scores))}
     weights.assign(-1.0)
     tf.train.Checkpoint(weights=weights).restore(best).expect_partial()
     assert float(weights.numpy()) == best_step
+
+
+def test_best_by_balanced_accuracy_and_against_an_older_best_json(tmp_path):
+    """eval.best_metric=balanced_accuracy: best/ keeps the highest balanced accuracy, not the
+    highest top-1; a best.json of another metric (or written before the key) is replaced."""
+    weights = tf.Variable(0.0)
+    kept = checkpoints.Checkpoints(str(tmp_path), keep=10, weights=weights)
+    (tmp_path / checkpoints.BEST_DIR).mkdir()
+    (tmp_path / checkpoints.BEST_DIR / checkpoints.BEST_FILE).write_text('{"step": 1, "top1": 0.9}')
+    # (top-1, balanced accuracy) of three evaluations: top-1 peaks at step 2, balanced at 3
+    from efficientnetv2.training.evaluator import EvalResult
+
+    for step, (top1, balanced) in enumerate([(0.80, 0.50), (0.90, 0.55), (0.85, 0.70)], start=2):
+        kept.save(step)
+        result = EvalResult(step, 1.0, top1, 1.0, 100, 32, balanced_accuracy=balanced)
+        kept.save_if_best(step, result.score("balanced_accuracy"), "balanced_accuracy")
+    assert kept.best_top1() == {"step": 4, "metric": "balanced_accuracy", "score": pytest.approx(0.70)}
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
+    from efficientnetv2.training import reporting
+
+    # 6 images of class 0 (5 right), 2 of class 1 (1 right), none of class 2 (a wrong
+    # prediction of class 2 is only a miss for its true class); a padded image (mask 0)
+    labels = tf.one_hot([0, 0, 0, 0, 0, 0, 1, 1, 1], 3)
+    predicted = [0, 0, 0, 0, 0, 2, 1, 0, 1]
+    logits = tf.one_hot(predicted, 3)
+    mask = tf.constant([1.0] * 8 + [0.0])
+    hits, images = reporting.per_class_counts(labels, logits, mask, 3).numpy()
+    assert hits.tolist() == [5, 1, 0] and images.tolist() == [6, 2, 0]
+    assert reporting.balanced_accuracy(hits, images) == pytest.approx((5 / 6 + 1 / 2) / 2)
 
 
 def test_the_run_lock_holds_even_when_its_file_is_deleted(tmp_path):

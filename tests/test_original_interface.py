@@ -65,6 +65,9 @@ def test_runtime_keys_and_trace_file_take_effect(tiny_run):
     assert list((tiny_run["trace"] / "plugins" / "profile").iterdir())  # TensorBoard's layout
     assert "wrote a profiler trace of steps 2-2" in tiny_run["out"]
     assert "(10 images" in tiny_run["out"]  # data.splits.eval.num_images
+    evals = [r for r in read_log(str(run / "log.csv")) if r["kind"] == "eval"]
+    assert evals and all(0 <= float(r["balanced_accuracy"]) <= 1 for r in evals)
+    assert "balanced accuracy" in tiny_run["out"].splitlines()[-1]  # the final line
     assert "note: runtime.use_async_checkpointing=True has no effect here" in tiny_run["out"]
     assert hparams.load_yaml(str(run / "config.yaml"))["model.blocks"] == TINY_BLOCKS
 

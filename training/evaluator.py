@@ -41,6 +41,15 @@ class EvalResult:
     confusion: np.ndarray | None = None  # [true, predicted] counts (single-label, few classes)
     multilabel: dict | None = None  # global AP, precision and recall at 1 and 5 (multi-label)
     seconds: float = 0.0  # the evaluation's wall time
+    # mean per-class recall over the classes the eval split holds (single-label data)
+    balanced_accuracy: float | None = None
+
+    def score(self, metric: str) -> float:
+        """The figure `eval.best_metric` names: top1, or balanced_accuracy (top-1 where the
+        data is multi-label)."""
+        if metric == "balanced_accuracy" and self.balanced_accuracy is not None:
+            return self.balanced_accuracy
+        return self.top1
 
 
 def mixed_precision_policy(config, strategy: tf.distribute.Strategy) -> str:
@@ -177,18 +186,21 @@ class Evaluator:
             self._eval_fns[size] = self._make_eval_fn(size)
         with self.ema_weights():
             try:
-                totals, confusion, label_stats = self._eval_fns[size]()
+                totals, confusion, label_stats, per_class = self._eval_fns[size]()
             except tf.errors.ResourceExhaustedError:
                 raise UserError(f"out of memory evaluating at {size}px in batches of "
                                 f"{self._eval_batch()}; lower eval.batch_size or eval.isize") from None
         loss_sum, top1, top5, count = totals.numpy()
         count = max(count, 1)
+        hits, images = per_class.numpy()
         confusion = confusion.numpy().astype(np.int64) if self.confusion_classes else None
         multilabel = (reporting.multilabel_metrics(label_stats.numpy(), count,
                                                    min(5, self.num_classes))
                       if self.eval_data.multiclass else None)
+        balanced = (None if self.eval_data.multiclass else
+                    reporting.balanced_accuracy(hits, images))
         return EvalResult(self.step, loss_sum / count, top1 / count, top5 / count, int(count),
-                          size, confusion, multilabel)
+                          size, confusion, multilabel, balanced_accuracy=balanced)
 
     @property
     def confusion_classes(self) -> int:
@@ -222,16 +234,19 @@ class Evaluator:
         classes = self.confusion_classes
         label_stats = reporting.MULTILABEL_STATS if self.eval_data.multiclass else 0
 
+        per_class_width = 0 if self.eval_data.multiclass else self.num_classes
+
         @tf.function
         def run():
             totals, confusion = tf.zeros([4]), tf.zeros([classes, classes])
-            labelled = tf.zeros([label_stats])
+            labelled, per_class = tf.zeros([label_stats]), tf.zeros([2, per_class_width])
             for images, labels, mask in dataset:
-                stats, counts, more = self.strategy.run(compute, args=(images, labels, mask))
+                stats, counts, more, recall = self.strategy.run(compute, args=(images, labels, mask))
                 totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
                 confusion += self.strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
                 labelled += self.strategy.reduce(tf.distribute.ReduceOp.SUM, more, axis=None)
-            return totals, confusion, labelled
+                per_class += self.strategy.reduce(tf.distribute.ReduceOp.SUM, recall, axis=None)
+            return totals, confusion, labelled, per_class
         return run
 
     def _eval_stats(self, images, labels, mask):
@@ -241,12 +256,15 @@ class Evaluator:
                           top_k_hits(labels, logits, min(5, self.num_classes), mask),
                           tf.reduce_sum(mask)])
         classes = self.confusion_classes
-        more = (reporting.multilabel_counts(labels, logits, mask) if self.eval_data.multiclass
-                else tf.zeros([0]))
+        if self.eval_data.multiclass:
+            more, recall = reporting.multilabel_counts(labels, logits, mask), tf.zeros([2, 0])
+        else:
+            more, recall = tf.zeros([0]), reporting.per_class_counts(labels, logits, mask,
+                                                                      self.num_classes)
         if not classes:
-            return stats, tf.zeros([0, 0]), more
+            return stats, tf.zeros([0, 0]), more, recall
         return stats, tf.math.confusion_matrix(tf.argmax(labels, 1), tf.argmax(logits, 1),
-                                               classes, weights=mask, dtype=tf.float32), more
+                                               classes, weights=mask, dtype=tf.float32), more, recall
 
     def evaluate_and_log(self, image_size: int | None = None) -> EvalResult:
         """`evaluate`, printed as one line, with per-class top-1 and the confusion plot at
@@ -259,7 +277,9 @@ class Evaluator:
                                             f", this stage's size; the final eval is at "
                                             f"{self.config.eval.isize}px")
         labelled = "".join(f", {name} {value:.4f}" for name, value in (result.multilabel or {}).items())
-        self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}, "
+        balanced = (f", balanced accuracy {result.balanced_accuracy:.4f}"
+                    if result.balanced_accuracy is not None else "")
+        self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}{balanced}, "
                   f"top-5 {result.top5:.4f}, loss {result.loss:.4f}{labelled} ({result.count} "
                   f"images, {result.seconds:.1f}s)")
         if result.confusion is not None and final_size:

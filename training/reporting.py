@@ -32,8 +32,8 @@ CONFUSION_MAX_CLASSES = 100  # evaluation counts a confusion matrix up to this m
 PER_CLASS_SHOWN = 20  # the per-class line names every class up to this many, else the worst
 MULTILABEL = ("global_ap", "precision_1", "recall_1", "precision_5", "recall_5")
 FIELDS = ("kind", "step", "epoch", "stage", "image_size", "ram", "mixup", "cutmix", "dropout",
-          "learning_rate", "weight_decay", "loss", "accuracy", "top5", "images_per_sec",
-          "seconds") + MULTILABEL
+          "learning_rate", "weight_decay", "loss", "accuracy", "balanced_accuracy", "top5",
+          "images_per_sec", "seconds") + MULTILABEL
 AP_BUCKETS = 200  # sigmoid-score buckets of the multi-label global average precision
 MULTILABEL_STATS = 3 + 2 * AP_BUCKETS
 
@@ -126,6 +126,7 @@ def write_eval_summary(directory: str, name: str | None, result) -> str:
     folder = os.path.join(directory, "tensorboard", f"eval_{name}" if name else "eval")
     writer = tf.summary.create_file_writer(folder)
     write_scalars(writer, result.step, {"accuracy": result.top1, "top5": result.top5,
+                                        "balanced_accuracy": result.balanced_accuracy,
                                         "loss": result.loss, "image_size": result.image_size})
     writer.close()
     return folder
@@ -237,6 +238,24 @@ def plot_curves(log_path: str, out_path: str, title: str) -> str:
         fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
     return out_path
+
+
+def per_class_counts(labels, logits, mask, classes: int):
+    """[2, classes]: per true class (the labels' argmax), the correct top-1 predictions and
+    the images, of a batch (`mask` 0 for padding)."""
+    target = tf.argmax(labels, axis=1, output_type=tf.int32)
+    hits = tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), target), tf.float32)
+    return tf.stack([tf.math.unsorted_segment_sum(hits * mask, target, classes),
+                     tf.math.unsorted_segment_sum(mask, target, classes)])
+
+
+def balanced_accuracy(hits, images) -> float:
+    """The mean per-class recall over the classes that have images: what top-1 would be if
+    every class were as frequent (a rare class counts as much as a common one)."""
+    present = np.asarray(images) > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(np.asarray(hits)[present] / np.asarray(images)[present]))
 
 
 def per_class_line(confusion, class_names: list[str]) -> str:

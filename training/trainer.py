@@ -385,10 +385,12 @@ class Trainer(Evaluator):
         if log is not None:
             log.write("eval", result.step, epoch=result.step / self.plan.steps_per_epoch,
                       image_size=result.image_size, loss=result.loss, accuracy=result.top1,
+                      balanced_accuracy=result.balanced_accuracy,
                       top5=result.top5, images_per_sec=result.count / result.seconds,
                       seconds=result.seconds, **(result.multilabel or {}))
         if result.image_size == self.config.eval.isize:  # `best/` compares like with like
-            self.checkpoints.save_if_best(result.step, result.top1)
+            metric = self.config.eval.get("best_metric") or "top1"
+            self.checkpoints.save_if_best(result.step, result.score(metric), metric)
         return result
 
 
