@@ -341,6 +341,7 @@ class FolderStats:
     num_classes: int
     short_side: int  # median shorter side of the sampled images, px (0: none readable)
     sampled: int  # images whose size was read
+    class_counts: tuple[int, ...] = ()  # training images per class (class folders only)
 
 
 def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300) -> FolderStats:
@@ -363,9 +364,11 @@ def folder_stats(root: str | None, val_fraction: float = 0.1, sample: int = 300)
                   if f.lower().endswith(EXTENSIONS) and not f.startswith(".")
                   and _regular(os.path.join(folder, f))]
         files.append(images)
-    count = sum(len(images) if presplit or len(images) < 2
-                else len(images) - _num_val(len(images), val_fraction) for images in files)
-    return _stats(count, len(class_names), [path for images in files for path in images], sample)
+    counts = tuple(len(images) if presplit or len(images) < 2
+                   else len(images) - _num_val(len(images), val_fraction) for images in files)
+    stats = _stats(sum(counts), len(class_names), [path for images in files for path in images],
+                   sample)
+    return dataclasses.replace(stats, class_counts=counts)
 
 
 def _stats(count: int, classes: int, paths: list[str], sample: int) -> FolderStats:

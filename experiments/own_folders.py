@@ -65,12 +65,13 @@ def build_fashion(root: str, fashion_dir: str, train: int, val: int) -> None:
             _save(Image.fromarray(image), os.path.join(root, split, f"class{label}", f"{i}.png"))
 
 
-def build_fashion_colour(root: str, fashion_dir: str, train: int, val: int) -> None:
+def build_fashion_colour(root: str, fashion_dir: str, train: int, val: int,
+                         sides: tuple[int, int] = (96, 160)) -> None:
     rng = np.random.RandomState(0)
     for split, source, count in (("train", "train", train), ("val", "test", val)):
         images, labels = _fashion(fashion_dir, source, count, seed=len(split))
         for i, (image, label) in enumerate(zip(images, labels)):
-            width, height = rng.randint(96, 161, size=2)
+            width, height = rng.randint(sides[0], sides[1] + 1, size=2)
             side = int(min(width, height) * rng.uniform(0.6, 0.95))
             item = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR),
                               np.float32)[..., None] / 255.0
@@ -125,13 +126,39 @@ def build_glyphs(root: str, train_per_class: int, val_per_class: int) -> None:
                 made += 1
 
 
+def imbalanced(root: str, factor: float = 10.0) -> None:
+    """Prunes train/'s class folders so that class i of C keeps n * factor^(-i / (C - 1)) of
+    its n images: the first class `factor` times the last (validation stays balanced)."""
+    classes = sorted(os.listdir(os.path.join(root, "train")))
+    for index, name in enumerate(classes):
+        folder = os.path.join(root, "train", name)
+        files = sorted(os.listdir(folder))
+        keep = max(1, round(len(files) * factor ** (-index / max(1, len(classes) - 1))))
+        for file in files[keep:]:
+            os.remove(os.path.join(folder, file))
+
+
+def _then_imbalanced(build):
+    def made(root, args):
+        build(root, args)
+        imbalanced(root)
+    return made
+
+
 FOLDERS = {
     "fmnist_1k": lambda root, args: build_fashion(root, args.fashion_dir, 1000, 500),
     "fmnist_10k": lambda root, args: build_fashion(root, args.fashion_dir, 10000, 1000),
     "fmnist_colour": lambda root, args: build_fashion_colour(root, args.fashion_dir, 2000, 500),
     "glyphs": lambda root, args: build_glyphs(root, 100, 25),
     "glyphs_300": lambda root, args: build_glyphs(root, 15, 25),
+    # imbalanced: the first class 10x the last (geometric in between), validation balanced
+    "fmnist_imb": _then_imbalanced(lambda root, args: build_fashion(root, args.fashion_dir, 2200, 1000)),
+    "glyphs_imb": _then_imbalanced(lambda root, args: build_glyphs(root, 100, 25)),
+    # sides of 48 to 256 px
+    "colour_imb": _then_imbalanced(lambda root, args: build_fashion_colour(
+        root, args.fashion_dir, 2000, 500, sides=(48, 256))),
 }
+IMBALANCED = ("fmnist_imb", "glyphs_imb", "colour_imb")
 
 
 def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
@@ -149,6 +176,7 @@ def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
     with open(os.path.join(run_dir, "stdout.txt"), "w", encoding="utf-8") as f:
         f.write(done.stdout + done.stderr)
     found = re.search(r"final: top-1 ([0-9.]+)", done.stdout)
+    balanced = re.search(r"final: .*balanced accuracy ([0-9.]+)", done.stdout)
     if done.returncode or not found:
         sys.exit(f"error: {' '.join(command)} failed; see {run_dir}/stdout.txt")
     plan = re.search(r"^data\.auto: .*$", done.stdout, re.M)
@@ -157,6 +185,7 @@ def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
     with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
         config = yaml.safe_load(f)
     return {"top1": float(found.group(1)), "seconds": seconds, "isize": config["eval"]["isize"],
+            "balanced": float(balanced.group(1)) if balanced else None,
             "epochs": config["train"]["epochs"], "plan": plan.group(0) if plan else ""}
 
 
@@ -223,7 +252,11 @@ def peer(folder: str, size: int, budget: float, seed: int) -> None:
                   metrics=["accuracy"])
     model.fit(train, epochs=1000, callbacks=[deadline], verbose=2)
     _, top1 = model.evaluate(val, verbose=0)
-    print("peer: " + json.dumps({"top1": top1, "epochs": deadline.epochs}), flush=True)
+    truth = np.concatenate([labels.numpy() for _, labels in val])
+    predicted = model.predict(val, verbose=0).argmax(-1)
+    recalls = [np.mean(predicted[truth == c] == c) for c in np.unique(truth)]
+    print("peer: " + json.dumps({"top1": top1, "balanced": float(np.mean(recalls)),
+                                 "epochs": deadline.epochs}), flush=True)
 
 
 def main() -> None:
@@ -238,6 +271,9 @@ def main() -> None:
     parser.add_argument("--config_file", metavar="YAML",
                         help="instead: train each folder with this recipe file (no peer), "
                              "to compare with the default's table")
+    parser.add_argument("--imbalance", action="store_true",
+                        help="instead: on the imbalanced folders, the defaults (class-weighted) "
+                             "against train.class_weights=none and against the peer")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: one peer run
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
@@ -248,6 +284,8 @@ def main() -> None:
         return finetune(args)
     if args.config_file:
         return with_recipe(args)
+    if args.imbalance:
+        return imbalance(args)
     rows = ["| folder | seed | size | ours top-1 | ours s | epochs | peer top-1 | peer s | "
             "peer epochs | gain |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in args.folders:
@@ -264,6 +302,35 @@ def main() -> None:
                         f"{ours['seconds']:.0f} | {ours['epochs']} | {100 * theirs['top1']:.2f} | "
                         f"{theirs['seconds']:.0f} | {theirs['epochs']} | "
                         f"{100 * (ours['top1'] - theirs['top1']):+.2f} |")
+            print(rows[-1], flush=True)
+    print("\n".join(rows))
+
+
+def imbalance(args) -> None:
+    """Per imbalanced folder and seed: top-1 and balanced accuracy of the defaults (data.auto
+    weighs the classes), of the same without class weights, and of the peer in the defaults'
+    time. Seeds outermost, so that the first seed of every folder comes first."""
+    rows = ["| folder | seed | size | weighted top-1 | balanced | s | unweighted top-1 | balanced "
+            "| s | peer top-1 | balanced |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: | ---: | ---: |"]
+    folders = [name for name in args.folders if name in IMBALANCED] or list(IMBALANCED)
+    for seed in args.seeds:
+        for name in folders:
+            folder = os.path.join(args.root, name)
+            if not os.path.isdir(os.path.join(folder, "train")):
+                FOLDERS[name](folder, args)
+            runs = os.path.join(args.root, "runs")
+            ours = run_ours(folder, os.path.join(runs, f"{name}-s{seed}"), seed)
+            print(ours["plan"], flush=True)
+            plain = run_ours(folder, os.path.join(runs, f"{name}-none-s{seed}"), seed,
+                             extra="train.class_weights=none")
+            theirs = run_peer(folder, ours["isize"], ours["seconds"], seed,
+                              os.path.join(runs, f"{name}-s{seed}-peer.txt"))
+            rows.append(f"| {name} | {seed} | {ours['isize']} | {100 * ours['top1']:.2f} | "
+                        f"{100 * ours['balanced']:.2f} | {ours['seconds']:.0f} | "
+                        f"{100 * plain['top1']:.2f} | {100 * plain['balanced']:.2f} | "
+                        f"{plain['seconds']:.0f} | {100 * theirs['top1']:.2f} | "
+                        f"{100 * theirs['balanced']:.2f} |")
             print(rows[-1], flush=True)
     print("\n".join(rows))
 

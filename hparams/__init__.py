@@ -36,6 +36,7 @@ __all__ = [
 CONFIG_FILENAME = "config.yaml"
 LOSS_TYPES = ("softmax", "sigmoid", "custom")
 BEST_METRICS = ("top1", "balanced_accuracy")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "imagenet",
@@ -72,6 +73,9 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
         config.data.normalization = initial_weights_normalization(config, initial_run)
     resolve_preprocessing(config)
     config.train.loss_type = loss_type(config)  # recorded: a later default cannot change it
+    if config.train.class_weights not in CLASS_WEIGHTS:
+        raise UserError(f"train.class_weights {config.train.class_weights!r} must be one of "
+                        f"{', '.join(CLASS_WEIGHTS)}")
     if config.eval.best_metric not in BEST_METRICS:
         raise UserError(f"eval.best_metric {config.eval.best_metric!r} must be one of "
                         f"{', '.join(BEST_METRICS)}")

@@ -53,6 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
             "weight_decay_inc": 0.0,
             "weight_decay_exclude": ".*(bias|gamma|beta).*",
             "label_smoothing": 0.1,
+            # none, or balanced: each class's examples weigh N / (classes * its count) in the
+            # loss, so that every class counts alike (imbalanced data; data.auto's choice)
+            "class_weights": "none",
             # softmax (unset), sigmoid, or custom (sigmoid cross-entropy summed over the classes,
             # the original's); recorded.
             "loss_type": config_dict.placeholder(str),

@@ -107,6 +107,34 @@ def test_folder_stats_count_the_training_split_and_read_sizes(tmp_path):
     assert (stats.train_images, stats.num_classes, stats.short_side) == (21, 3, 30)
     _folder(tmp_path / "flat", size=(20, 20), per_class=10)
     assert folder_stats(str(tmp_path / "flat"), val_fraction=0.2).train_images == 24  # 8 a class
+    assert folder_stats(str(tmp_path / "split")).class_counts == (7, 7, 7)
+
+
+@pytest.mark.parametrize("counts, weighted", [((300, 100, 60), True), ((300, 120, 101), False),
+                                              ((50,), False)])
+def test_an_imbalanced_folder_gets_class_weights_and_balanced_best(counts, weighted):
+    """At 3x or more between the largest and the smallest class, data.auto weighs the classes
+    and keeps the best balanced accuracy, saying why; keys the user set stay."""
+    config = hparams.build_config("efficientnetv2-b0", "imagefolder")
+    stats = FolderStats(sum(counts), len(counts), 28, 100, class_counts=counts)
+    choices = {c.key: c for c in folder_plan.plan(config, stats, set(), False)}
+    assert ("train.class_weights" in choices) == weighted
+    if weighted:
+        assert choices["train.class_weights"].value == "balanced"
+        assert choices["eval.best_metric"].value == "balanced_accuracy"
+        assert "5.0x the smallest" in choices["train.class_weights"].why
+        kept = folder_plan.plan(config, stats, {"train.class_weights"}, False)
+        assert "train.class_weights" not in {c.key for c in kept}
+
+
+def test_balanced_class_weights_weigh_each_class_alike():
+    from efficientnetv2.training.optimization import class_weights
+
+    weights = class_weights("balanced", [300, 100, 0])
+    np.testing.assert_allclose(weights, [400 / 600, 2.0, 0.0], rtol=1e-6)
+    assert 300 * weights[0] == pytest.approx(100 * weights[1])  # each class weighs alike
+    assert (300 * weights[0] + 100 * weights[1]) / 400 == pytest.approx(1.0)  # mean weight 1
+    assert class_weights("none", [300, 100]).tolist() == [1.0, 1.0]
 
 
 @pytest.mark.parametrize("model_name, expected", [("efficientnetv2-b0", "imagenet"),

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_BLOCKS, hparam_string, idx_folder
+from conftest import TINY_BLOCKS, hparam_string, idx_folder, write_idx
 
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError
@@ -65,6 +65,32 @@ def test_per_stage_values_at_every_step_equal_the_formulas(data_dir, tmp_path):
     # and stage ends (16 steps)
     assert [int(r["step"]) for r in rows][:5] == [1, 4, 7, 8, 11]
     assert int(rows[-1]["step"]) == total
+
+
+def test_class_weights_weigh_each_example_by_its_class(tmp_path):
+    """train.class_weights=balanced: weights from the training labels' counts (40 of class 0,
+    8 of class 1, ...), and the step's loss is each example's loss times its class weight."""
+    rng = np.random.RandomState(0)
+    labels = np.array([0] * 40 + [1] * 8 + [2] * 16)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_idx(folder, "train", rng.randint(0, 256, (64, 28, 28)), labels)
+    write_idx(folder, "test", rng.randint(0, 256, (10, 28, 28)), np.arange(10) % 3)
+    config = tiny_config(folder, ",train.class_weights=balanced,model.dropout_rate=0,"
+                                 "model.survival_prob=none,train.sched=false,data.mixup_alpha=0,"
+                                 "data.cutmix_alpha=0")
+    trainer = Trainer(config, str(tmp_path / "run"), verbose=False)
+    counts = np.array([40, 8, 16] + [0] * 7)
+    expected = np.where(counts > 0, 64 / (3 * np.maximum(counts, 1)), 0)
+    np.testing.assert_allclose(trainer.class_weights.numpy(), expected, rtol=1e-6)
+    images = tf.random.stateless_uniform([6, 24, 24, 3], [1, 2])
+    onehot = tf.one_hot([0, 0, 1, 2, 1, 0], 10)
+    _, stats = trainer.loss_and_gradients(images, onehot, 0.0)
+    logits = tf.cast(trainer.model(images, training=True), tf.float32)
+    plain = trainer.loss_fn(onehot, logits).numpy()
+    weighted = (plain * expected[[0, 0, 1, 2, 1, 0]]).sum()
+    assert float(stats[0]) == pytest.approx(weighted, rel=1e-4)
+    assert abs(weighted - plain.sum()) > 0.1  # the weights change the loss
 
 
 def test_switching_progressive_learning_off_by_config(data_dir, tmp_path):

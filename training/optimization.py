@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from efficientnetv2.errors import UserError
@@ -103,6 +104,18 @@ def loss_function(kind: str, label_smoothing: float):
         total = tf.reduce_sum(labels, axis=-1, keepdims=True)
         return categorical(labels / tf.maximum(total, 1e-12), logits)
     return softmax_loss
+
+
+def class_weights(kind: str, counts) -> np.ndarray:
+    """Per-class loss weights: ones, or (balanced) N / (classes * count) for the classes that
+    have examples, so that each class weighs alike in all and the mean weight is 1."""
+    counts = np.asarray(counts, np.float64)
+    if kind == "none" or not counts.size:
+        return np.ones_like(counts, np.float32)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
 
 
 def _compile(pattern: str, key: str) -> re.Pattern:

@@ -65,6 +65,7 @@ class Trainer(Evaluator):
                 not_decayed=[v for v in self.variables if id(v) not in decayed])
             self.optimizer.build(self.variables)
             self.loss_fn = optimization.loss_function(self.loss_type, config.train.label_smoothing)
+        self.class_weights = self._class_weights()
         seeds = [v.value for v in self.model.non_trainable_variables if "seed_generator" in v.path]
         self.checkpoints = checkpoints.Checkpoints(
             model_dir, config.runtime.keep_checkpoint_max, write=self.chief,
@@ -86,6 +87,23 @@ class Trainer(Evaluator):
                             f"train.min_steps={train.min_steps} train no step; raise one of them")
         # fewer steps than stages: the stages without a step are skipped, as the original
         return StepPlan(steps_per_epoch, total, num_stages(self.config))
+
+    def _class_weights(self) -> tf.Tensor | None:
+        """`train.class_weights` from the training split's labels (None: every example
+        weighs 1)."""
+        kind = self.config.train.get("class_weights") or "none"
+        if kind == "none":
+            return None
+        source = self.train_data.source
+        if source.table is None or self.train_data.multiclass:
+            raise UserError(f"train.class_weights={kind} needs single-label data whose labels are "
+                            "known before training (image folders, IDX files); set it to none")
+        labels = source.table[-1].numpy().astype(np.int64)
+        counts = np.bincount(labels, minlength=self.num_classes)
+        weights = optimization.class_weights(kind, counts)
+        self._log(f"class weights ({kind}): {weights.min():.2f} to {weights.max():.2f} for "
+                  f"{counts.min()} to {counts.max()} training images per class")
+        return tf.constant(weights)
 
     def _training_split(self) -> DataInput:
         return DataInput(self.config.data, self.config.train.split, True, seed=self.config.train.seed)
@@ -112,6 +130,8 @@ class Trainer(Evaluator):
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(images, training=True), tf.float32)
             per_example = self.loss_fn(labels, logits)
+            if self.class_weights is not None:  # a mixed label weighs as its mix of classes
+                per_example *= tf.reduce_sum(labels * self.class_weights, axis=-1)
             loss = tf.reduce_sum(per_example) / global_batch
             if self.config.train.optimizer != "adamw" and self.decayed:
                 loss += decay * optimization.l2_loss(self.decayed) / self.replicas
