@@ -97,7 +97,10 @@ flags.DEFINE_string("saved_model", None, "--mode=predict: an export folder or ve
                     "to predict with, instead of a checkpoint.")
 flags.DEFINE_enum("output", "text", ("text", "json"), "--mode=predict: output format.")
 flags.DEFINE_string("plot", None, "--mode=predict: also draw the images with their top classes "
-                    "and probabilities into this PNG file.")
+                    "and probabilities into this PNG file (green or red where an image's folder "
+                    "names its class).")
+flags.DEFINE_bool("explain", False, "--mode=predict --plot: draw each image's Grad-CAM map "
+                  "(where the model looked for its top class) over it.")
 flags.DEFINE_integer("top_k", 5, "--mode=predict/export: how many classes to report.",
                      lower_bound=1)
 flags.DEFINE_list("bench_models", ["efficientnetv2-b0", "efficientnetv2-s"],
@@ -362,10 +365,13 @@ def run_predict() -> None:
         image_files,
         plot_predictions,
         read_images,
+        true_class,
     )
 
     if FLAGS.saved_model and (FLAGS.checkpoint or FLAGS.weights):
         raise UserError("pass --checkpoint, --weights or --saved_model, not two of them")
+    if FLAGS.explain and not FLAGS.plot:
+        raise UserError("--explain draws into the --plot picture; pass --plot=FILE.png too")
     files = image_files((FLAGS.image or []) + ([FLAGS.image_path] if FLAGS.image_path else []))
     images = read_images(files)
     if FLAGS.saved_model:
@@ -378,8 +384,18 @@ def run_predict() -> None:
         predictor = Predictor.from_restored(restored_model(), FLAGS.top_k)
     tops = predictor.top_k(images, FLAGS.top_k)
     print(format_predictions(files, tops, FLAGS.output == "json"))
+    known = [(top[0][1], truth) for top, truth in
+             ((top, true_class(path, predictor.class_names)) for path, top in zip(files, tops))
+             if truth is not None]
+    if known:
+        right = sum(predicted == truth for predicted, truth in known)
+        print(f"{right} of {len(known)} images whose folder names their class are right "
+              f"({right / len(known):.1%})", file=sys.stderr)
     if FLAGS.plot:
-        print(f"wrote {plot_predictions(files, images, tops, FLAGS.plot)}", file=sys.stderr)
+        heatmaps = predictor.grad_cams(images) if FLAGS.explain else None
+        path = plot_predictions(files, images, tops, FLAGS.plot,
+                                class_names=predictor.class_names, heatmaps=heatmaps)
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def run_inference_bench() -> None:

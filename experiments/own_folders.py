@@ -173,6 +173,7 @@ def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "stdout.txt"), "w", encoding="utf-8") as f:
         f.write(done.stdout + done.stderr)
     found = re.search(r"final: top-1 ([0-9.]+)", done.stdout)

@@ -73,6 +73,7 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
         config.data.normalization = initial_weights_normalization(config, initial_run)
     resolve_preprocessing(config)
     config.train.loss_type = loss_type(config)  # recorded: a later default cannot change it
+    config.train.class_weights = config.train.class_weights or "none"  # `none` parses as None
     if config.train.class_weights not in CLASS_WEIGHTS:
         raise UserError(f"train.class_weights {config.train.class_weights!r} must be one of "
                         f"{', '.join(CLASS_WEIGHTS)}")

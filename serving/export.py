@@ -9,7 +9,9 @@ config (as assets). Signatures:
 - `serving_images`: `images` float32 [N, H, W, 3], pixel values 0..255, any size.
 
 Both return `logits`, `probabilities` [N, classes], `top_k_ids`, `top_k_probabilities` and
-`top_k_names` [N, k].
+`top_k_names` [N, k]. `explain` (`image_bytes` as serving_default) returns `probabilities`,
+`grad_cam` [N, h, w] (the top class's Grad-CAM map on the eval crop, peak 1) and
+`grad_cam_class` [N] (serving/explain.py).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from efficientnetv2.errors import UserError
 from efficientnetv2.files import scratch_folder
 from efficientnetv2.inference import TestTimeViews, inference_logits
 
+from .explain import explainer, grad_cam
+
 CLASSES_ASSET = "classes.txt"
 CONFIG_ASSET = "config.yaml"
 BYTES_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "serving_images"
+EXPLAIN_SIGNATURE = "explain"  # image bytes -> probabilities and Grad-CAM maps
 
 
 class InferenceModule(tf.Module):
@@ -60,6 +65,9 @@ class InferenceModule(tf.Module):
             tf.TensorSpec([None], tf.string, name="image_bytes")])
         self.serve_images = tf.function(self._serve_images, input_signature=[
             tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+        self.explaining = explainer(model)
+        self.explain = tf.function(self._explain, input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes")])
         # TFLite's XNNPACK delegate gives NaNs for inputs of unknown height and width
         # (TF 2.21): the TFLite model takes one image at the eval size (pixels 0..255).
         self.tflite_function = tf.function(self._probabilities, input_signature=[
@@ -81,12 +89,22 @@ class InferenceModule(tf.Module):
                 "top_k_probabilities": top.values,
                 "top_k_names": self.class_table.lookup(tf.cast(top.indices, tf.int64))}
 
-    def _serve_bytes(self, image_bytes):
+    def _decoded(self, image_bytes):
         size = self.image_size
-        images = tf.map_fn(
+        return tf.map_fn(
             lambda data: self._preprocess(preprocessing.decode(data, True)), image_bytes,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return self._outputs(self._logits(images))
+
+    def _serve_bytes(self, image_bytes):
+        return self._outputs(self._logits(self._decoded(image_bytes)))
+
+    def _explain(self, image_bytes):
+        """The probabilities (as served) and each image's Grad-CAM map for its top class
+        (on one view: the eval crop at the eval size)."""
+        images = self._decoded(image_bytes)
+        maps, predicted = grad_cam(self.explaining, images)
+        return {"probabilities": self._activate(self._logits(images)), "grad_cam": maps,
+                "grad_cam_class": predicted}
 
     def _serve_images(self, images):
         return self._outputs(self._logits(self._preprocess(images)))
@@ -125,7 +143,8 @@ def save_saved_model(module: InferenceModule, directory: str) -> str:
     try:
         tf.saved_model.save(module, directory, signatures={
             BYTES_SIGNATURE: module.serve_bytes.get_concrete_function(),
-            IMAGES_SIGNATURE: module.serve_images.get_concrete_function()})
+            IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
+            EXPLAIN_SIGNATURE: module.explain.get_concrete_function()})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from efficientnetv2.errors import UserError, printable, quoted
 
-from .export import BYTES_SIGNATURE, CLASSES_ASSET
+from .export import BYTES_SIGNATURE, CLASSES_ASSET, EXPLAIN_SIGNATURE
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 BATCH = 32
@@ -71,8 +71,9 @@ def read_images(files: list[str]) -> list[bytes]:
 class Predictor:
     """Class probabilities of encoded images, from either source; the same outputs."""
 
-    def __init__(self, predict_fn, class_names: list[str]):
+    def __init__(self, predict_fn, class_names: list[str], explain_fn=None):
         self._predict = predict_fn
+        self._explain = explain_fn
         self.class_names = class_names
 
     @classmethod
@@ -87,7 +88,8 @@ class Predictor:
         """From a run's restored model or pretrained weights (run_folder)."""
         from .export import module_for_run
 
-        return cls(module_for_run(restored, top_k).serve_bytes, restored.class_names)
+        module = module_for_run(restored, top_k)
+        return cls(module.serve_bytes, restored.class_names, module.explain)
 
     @classmethod
     def from_saved_model(cls, path: str) -> Predictor:
@@ -104,13 +106,23 @@ class Predictor:
         with open(os.path.join(version, "assets", CLASSES_ASSET), encoding="utf-8") as f:
             names = f.read().splitlines()
         signature = loaded.signatures[BYTES_SIGNATURE]
-        return cls(lambda images: signature(image_bytes=images), names)
+        explain = loaded.signatures.get(EXPLAIN_SIGNATURE)
+        return cls(lambda images: signature(image_bytes=images), names,
+                   explain and (lambda images: explain(image_bytes=images)))
 
     def probabilities(self, images: list[bytes]) -> np.ndarray:
         """[N, classes] probabilities, in batches."""
         out = [self._predict(tf.constant(images[i:i + BATCH]))["probabilities"].numpy()
                for i in range(0, len(images), BATCH)]
         return np.concatenate(out)
+
+    def grad_cams(self, images: list[bytes]) -> np.ndarray:
+        """[N, h, w] Grad-CAM maps in [0, 1] of each image's top class (serving/explain.py)."""
+        if self._explain is None:
+            raise UserError("this SavedModel was exported before `explain` existed; export it "
+                            "again, or explain from its checkpoint")
+        return np.concatenate([self._explain(tf.constant(images[i:i + BATCH]))["grad_cam"].numpy()
+                               for i in range(0, len(images), BATCH)])
 
     def top_k(self, images: list[bytes], k: int = 5) -> list[list[tuple[int, str, float]]]:
         probabilities = self.probabilities(images)
@@ -130,10 +142,19 @@ def format_predictions(files: list[str], tops: list, as_json: bool) -> str:
                      for path, top in zip(files, tops))
 
 
+def true_class(path: str, class_names: list[str]) -> str | None:
+    """The class an image's folder names (`.../Sandal/boot3.png`: Sandal), if it is one."""
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return folder if folder in class_names else None
+
+
 def plot_predictions(files: list[str], images: list[bytes], tops: list, path: str,
-                     shown: int = 3) -> str:
+                     shown: int = 3, class_names: list[str] | None = None,
+                     heatmaps: np.ndarray | None = None) -> str:
     """A grid of the images, each titled with its top `shown` classes and probabilities,
-    written as a PNG at `path`."""
+    written as a PNG at `path`. Where an image's folder names one of `class_names`, its title
+    is green when the top class is that class and red when not; `heatmaps` (Grad-CAM maps)
+    are drawn over the images."""
     from efficientnetv2.training.reporting import pyplot
 
     plt = pyplot()
@@ -142,10 +163,23 @@ def plot_predictions(files: list[str], images: list[bytes], tops: list, path: st
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, name, data, top in zip(axes.flat, files, images, tops):
-        ax.imshow(tf.io.decode_image(data, channels=3, expand_animations=False).numpy())
-        lines = [os.path.basename(name)] + [f"{label} {p:.1%}" for _, label, p in top[:shown]]
-        ax.set_title("\n".join(lines), fontsize=7, loc="left")
+    for index, (ax, name, data, top) in enumerate(zip(axes.flat, files, images, tops)):
+        picture = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        ax.imshow(picture)
+        if heatmaps is not None:  # the map of the eval crop, stretched over the image
+            ax.imshow(heatmaps[index], cmap="jet", alpha=0.45, interpolation="bilinear",
+                      extent=(-0.5, picture.shape[1] - 0.5, picture.shape[0] - 0.5, -0.5))
+        truth = true_class(name, class_names or [])
+        lines = [os.path.basename(name) + (f" (folder: {truth})" if truth else "")]
+        lines += [f"{label} {p:.1%}" for _, label, p in top[:shown]]
+        colour = "black" if truth is None else ("green" if top[0][1] == truth else "red")
+        ax.set_title("\n".join(lines), fontsize=7, loc="left", color=colour)
+        if truth is not None:  # a frame of the title's colour
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set(visible=True, color=colour, linewidth=3)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=100)
