@@ -154,10 +154,10 @@ def run_summary() -> None:
 
 
 def build_config():
-    from efficientnetv2 import hparams
+    from efficientnetv2 import run_folder
 
-    return hparams.build_config(FLAGS.model_name, FLAGS.dataset_cfg, FLAGS.config_file,
-                                FLAGS.hparam_str, flag_overrides(), FLAGS.sweeps)
+    return run_folder.build_config(FLAGS.model_name, FLAGS.dataset_cfg, FLAGS.config_file,
+                                   FLAGS.hparam_str, flag_overrides(), FLAGS.sweeps)
 
 
 def flag_overrides() -> dict:

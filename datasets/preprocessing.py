@@ -31,15 +31,13 @@ import tensorflow as tf
 
 from efficientnetv2.errors import UserError
 from efficientnetv2.inference import TestTimeViews
+from efficientnetv2.normalization import (  # noqa: F401 (IMAGENET_*: for the recipes' users)
+    IMAGENET_MEAN,
+    IMAGENET_STDDEV,
+    NORMALIZATIONS,
+    normalize,
+)
 
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STDDEV = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-# name -> (offset, scale): normalised = (x - offset) / scale, x in 0..255.
-NORMALIZATIONS = {
-    "scale_128": (128.0, 128.0),  # [-1, 1) as (x - 128) / 128: the default recipe
-    "scale_255": (127.5, 127.5),  # [-1, 1] as (x / 255 - 0.5) / 0.5: the ft recipe
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STDDEV),  # ImageNet mean/std: the effnetv1 recipe
-}
 # augname -> (recipe, augmentation inside it)
 AUGNAMES = {
     "randaug": ("default", "randaug"), "autoaug": ("default", "autoaug"),
@@ -328,10 +326,3 @@ def random_erasing(image: tf.Tensor, seed: tf.Tensor, probability: float) -> tf.
     left = tf.cast(col * tf.cast(shape[1] - width + 1, tf.float32), tf.int32)
     height = tf.where(coin < probability, height, 0)  # no box: the image as it was
     return _fill_box(image, top, left, height, width, fill_seed)
-
-
-def normalize(image, normalization: str = "scale_128"):
-    """0..255 -> what the model takes: (x - offset) / scale of `NORMALIZATIONS[normalization]`.
-    Keras ops: works in tf.data pipelines, eagerly and on a Keras model's symbolic inputs."""
-    offset, scale = NORMALIZATIONS[normalization]
-    return (keras.ops.cast(image, "float32") - np.float32(offset)) / np.float32(scale)

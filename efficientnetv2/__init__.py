@@ -38,7 +38,7 @@ from efficientnetv2.builder import (
     round_repeats,
 )
 from efficientnetv2.errors import UserError
-from efficientnetv2.families import ARCHITECTURES, model_names
+from efficientnetv2.families import ARCHITECTURES, model_names, model_normalization
 
 __all__ = [
     "ARCHITECTURES", "CUSTOM", "OVERRIDES", "BlockArgs", "ModelOptions", "UserError",
@@ -47,7 +47,7 @@ __all__ = [
     "model_names", "preprocess_input", "round_filters", "round_repeats",
 ]
 _SUBMODULES = ("automl_import", "block_strings", "builder", "datasets", "effnetv2_model",
-               "errors", "families",
+               "errors", "families", "normalization",
                "flops", "hparams", "inference", "layers", "pretrained", "reference", "released",
                "serving", "summary", "training", "weights")
 
@@ -65,17 +65,14 @@ def preprocess_input(images, model_name_or_config="efficientnetv2-s"):
     the values the model's preprocessing recipe (and its ImageNet weights) expect out, as a
     float32 tensor. `model_name_or_config`: a model name, a list of block strings (custom
     models use the default recipe) or a run's config (its `data.normalization`)."""
-    from efficientnetv2 import hparams
-    from efficientnetv2.datasets.preprocessing import normalize, recipe_for
+    from efficientnetv2.normalization import normalize
 
-    config = model_name_or_config
-    if isinstance(config, str) or not hasattr(config, "data"):
-        name = config if isinstance(config, str) and config != CUSTOM else None
-        config = hparams.base_config()
-        if name is not None:
-            hparams.apply_overrides(config, hparams.flatten(hparams.model_config(name)),
-                                    f"model config {name}")
-    return normalize(images, recipe_for(config.data).normalization)
+    source = model_name_or_config
+    if hasattr(source, "data"):  # a run's config
+        name = source.data.get("normalization") or model_normalization(source.model.model_name)
+    else:
+        name = model_normalization(source)
+    return normalize(images, name)
 
 
 def get_model(model_name: str | Sequence[str], num_classes: int = 1000, include_top: bool = True,

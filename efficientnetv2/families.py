@@ -14,6 +14,9 @@ class Architecture:
     depth_coefficient: float = 1.0
     dropout_rate: float = 0.2
     image_size: int = 224
+    # how its inputs are normalised (normalization.py): ImageNet mean/std for V1 and V2-B0..B3
+    # (the legacy V1 recipe), (x - 128) / 128 for V2-S/M/L/XL, as the original trained them
+    normalization: str = "imagenet"
 
 
 V2_BASE_BLOCKS = (
@@ -70,10 +73,10 @@ V1_BLOCKS = (
 )
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "efficientnetv2-s": Architecture(V2_S_BLOCKS, 1.0, 1.0, 0.2, 384),
-    "efficientnetv2-m": Architecture(V2_M_BLOCKS, 1.0, 1.0, 0.3, 480),
-    "efficientnetv2-l": Architecture(V2_L_BLOCKS, 1.0, 1.0, 0.4, 480),
-    "efficientnetv2-xl": Architecture(V2_XL_BLOCKS, 1.0, 1.0, 0.4, 512),
+    "efficientnetv2-s": Architecture(V2_S_BLOCKS, 1.0, 1.0, 0.2, 384, "scale_128"),
+    "efficientnetv2-m": Architecture(V2_M_BLOCKS, 1.0, 1.0, 0.3, 480, "scale_128"),
+    "efficientnetv2-l": Architecture(V2_L_BLOCKS, 1.0, 1.0, 0.4, 480, "scale_128"),
+    "efficientnetv2-xl": Architecture(V2_XL_BLOCKS, 1.0, 1.0, 0.4, 512, "scale_128"),
     "efficientnetv2-b0": Architecture(V2_BASE_BLOCKS, 1.0, 1.0, 0.2, 224),
     "efficientnetv2-b1": Architecture(V2_BASE_BLOCKS, 1.0, 1.1, 0.2, 240),
     "efficientnetv2-b2": Architecture(V2_BASE_BLOCKS, 1.1, 1.2, 0.3, 260),
@@ -97,6 +100,16 @@ def model_names() -> list[str]:
 
 
 CUSTOM = "custom"  # the model name of an architecture given as block strings
+
+
+CUSTOM_NORMALIZATION = "scale_128"  # block-string models train with the default recipe
+
+
+def model_normalization(model_name) -> str:
+    """A model name's input normalisation; block strings (custom models): the default's."""
+    if isinstance(model_name, str) and model_name in ARCHITECTURES:
+        return ARCHITECTURES[model_name].normalization
+    return CUSTOM_NORMALIZATION
 
 
 def architecture(model_name: str) -> Architecture:

@@ -22,7 +22,7 @@ import keras
 import yaml
 
 import efficientnetv2
-from efficientnetv2 import hparams
+from efficientnetv2 import hparams, run_folder
 from efficientnetv2.errors import UserError
 from efficientnetv2.flops import count_multiply_adds
 from efficientnetv2.training import reporting
@@ -105,8 +105,8 @@ def variant_config(study: dict, variant: dict, sizes: StudySizes, model_name: st
     the variant."""
     variant = dict(variant or {})
     name = variant.pop("model_name", None) or study.get("model_name") or model_name
-    config = hparams.build_config(name, dataset_cfg, config_file, hparam_str=hparam_str,
-                                  extra={"data.data_dir": data_dir})
+    config = run_folder.build_config(name, dataset_cfg, config_file, hparam_str=hparam_str,
+                                     extra={"data.data_dir": data_dir})
     scaled = {"model.width_coefficient": config.model.width_coefficient * sizes.width,
               "model.depth_coefficient": config.model.depth_coefficient * sizes.depth}
     hparams.apply_overrides(config, {**scaled, **sizes.overrides(), **variant}, "the study")

@@ -12,7 +12,7 @@ import ml_collections
 import yaml
 
 from efficientnetv2 import OVERRIDES, UserError, resolve_options
-from efficientnetv2.families import architecture
+from efficientnetv2.families import architecture, model_normalization
 from efficientnetv2.files import write_text
 
 from .base import base_config
@@ -30,6 +30,7 @@ from .overrides import (
 
 __all__ = [
     "CUSTOM", "DATASET_CONFIGS", "apply_overrides", "base_config", "build_config", "dataset_config",
+    "user_overrides",
     "flatten", "load_yaml", "loss_type", "model_arguments", "model_config", "parse_hparam_str",
     "parse_overrides", "parse_value", "save_config",
 ]
@@ -39,29 +40,36 @@ BEST_METRICS = ("top1", "balanced_accuracy")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
+def user_overrides(config_file: str | None = None, hparam_str: str = "",
+                   extra: dict[str, Any] | None = None, sweeps: str = "") -> dict[str, dict]:
+    """The user's overrides by source, in the order they apply: {source: flat keys}.
+    `hparam_str` and `sweeps` are key=value pairs or a YAML file's path, as the original's;
+    `extra` holds the flags' keys (None: not set)."""
+    return {f"config file {config_file}": own_names(load_yaml(config_file)) if config_file else {},
+            "flags": {k: v for k, v in (extra or {}).items() if v is not None},
+            "`hparam_str`": own_names(parse_overrides(hparam_str)),
+            "`sweeps`": own_names(parse_overrides(sweeps, "sweeps"))}
+
+
 def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "imagenet",
                  config_file: str | None = None, hparam_str: str = "",
-                 extra: dict[str, Any] | None = None, sweeps: str = "") -> ml_collections.ConfigDict:
+                 extra: dict[str, Any] | None = None, sweeps: str = "",
+                 initial_run: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
     """base < model < dataset < YAML file < `extra` (flags) < hparam_str < sweeps, then
-    resolved (image sizes, preprocessing recipe) and validated. `hparam_str` and `sweeps`
-    are key=value pairs or a YAML file's path, as the original's.
+    resolved (image sizes, preprocessing recipe) and validated.
 
-    `imagefolder` with `train.ft_init_ckpt` set builds the `imagefolderft` config instead.
+    `imagefolder` with `train.ft_init_ckpt` set builds the `imagefolderft` config instead;
+    `initial_run` is the saved config of the run that `train.ft_init_ckpt` names, whose
+    network fine-tuning takes (run_folder.build_config reads it).
     """
-    file_overrides = own_names(load_yaml(config_file)) if config_file else {}
-    flag_overrides = {k: v for k, v in (extra or {}).items() if v is not None}
-    string_overrides = own_names(parse_overrides(hparam_str))
-    sweep_overrides = own_names(parse_overrides(sweeps, "sweeps"))
-    given = {**file_overrides, **flag_overrides, **string_overrides, **sweep_overrides}
+    sources = user_overrides(config_file, hparam_str, extra, sweeps)
+    given = {key: value for flat in sources.values() for key, value in flat.items()}
     dataset_cfg = resolve_dataset_cfg(dataset_cfg, given.get("train.ft_init_ckpt"))
     config = base_config()
     apply_overrides(config, flatten(model_config(model_name)), f"model config {model_name}")
     apply_overrides(config, flatten(dataset_config(dataset_cfg)), f"dataset config {dataset_cfg}")
-    apply_overrides(config, file_overrides, f"config file {config_file}")
-    apply_overrides(config, flag_overrides, "flags")
-    apply_overrides(config, string_overrides, "`hparam_str`")
-    apply_overrides(config, sweep_overrides, "`sweeps`")
-    initial_run = initial_run_config(config)
+    for source, flat in sources.items():
+        apply_overrides(config, flat, source)
     if initial_run is not None:
         adopt_initial_network(config, given, initial_run)
     if (config.data.auto and config.data.ds_name == "imagefolder" and config.data.data_dir
@@ -93,17 +101,6 @@ NETWORK_KEYS = ("blocks", "width_coefficient", "depth_coefficient", "activation"
                 "depth_divisor", "min_depth", "stem_stride", "bn_type", "gn_groups")
 
 
-def initial_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
-    """The saved config of the run `train.ft_init_ckpt` names (a run folder or a checkpoint
-    of one); None for other initial weights."""
-    from efficientnetv2 import run_folder
-
-    init = config.train.ft_init_ckpt
-    if not init or not run_folder.is_run(init):
-        return None
-    return run_folder.saved_config(init if os.path.isdir(init) else run_folder.folder_of(init))
-
-
 def adopt_initial_network(config: ml_collections.ConfigDict, given: dict[str, Any],
                           run: ml_collections.ConfigDict) -> None:
     """Fine-tuning from a run folder (`run`: its saved config): the network is the run's (its
@@ -127,8 +124,7 @@ def initial_weights_normalization(config: ml_collections.ConfigDict,
 
     if run is not None:
         return recipe_for(run.data).normalization
-    own = model_config(config.model.model_name).get("data", {})
-    return recipe_for(ml_collections.ConfigDict({"augname": own.get("augname")})).normalization
+    return model_normalization(config.model.model_name)
 
 
 def plan_from_folder(config: ml_collections.ConfigDict, given: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import tensorflow as tf
 import yaml
 
 import efficientnetv2
+from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError, first_line, quoted
 from efficientnetv2.files import write_text
 from efficientnetv2.hparams import CONFIG_FILENAME, model_arguments
@@ -116,6 +117,21 @@ def run_checkpoint(path: str) -> str:
         raise UserError(f"no {CONFIG_FILENAME} beside {checkpoint}: not a checkpoint "
                         "written by this project's training")
     return checkpoint
+
+
+def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "imagenet",
+                 config_file: str | None = None, hparam_str: str = "",
+                 extra: dict | None = None, sweeps: str = "") -> ml_collections.ConfigDict:
+    """hparams.build_config, given the saved config of the run `train.ft_init_ckpt` names (a
+    run folder or a checkpoint of one), whose network fine-tuning takes."""
+    sources = hparams.user_overrides(config_file, hparam_str, extra, sweeps)
+    init = next((flat["train.ft_init_ckpt"] for flat in reversed(sources.values())
+                 if flat.get("train.ft_init_ckpt")), None)
+    run = None
+    if init and is_run(init):
+        run = saved_config(init if os.path.isdir(init) else folder_of(init))
+    return hparams.build_config(model_name, dataset_cfg, config_file, hparam_str, extra, sweeps,
+                                initial_run=run)
 
 
 def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections.ConfigDict:

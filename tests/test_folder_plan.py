@@ -8,7 +8,7 @@ import yaml
 from PIL import Image
 
 import efficientnetv2
-from efficientnetv2 import hparams
+from efficientnetv2 import hparams, run_folder
 from efficientnetv2.datasets.imagefolder import FolderStats, folder_stats
 from efficientnetv2.hparams import folder_plan
 
@@ -153,7 +153,7 @@ def test_fine_tuning_from_a_run_takes_the_runs_normalisation(tmp_path):
     assert source.data.normalization != hparams.build_config(
         "efficientnetv2-b0", "imagefolderft").data.normalization  # ... where ft has scale_255
     hparams.save_config(source, str(tmp_path / "run"))
-    tuned = hparams.build_config("efficientnetv2-b0", "imagefolder",
+    tuned = run_folder.build_config("efficientnetv2-b0", "imagefolder",
                                  hparam_str=f"train.ft_init_ckpt={tmp_path / 'run'}")
     assert tuned.data.normalization == source.data.normalization
 
@@ -163,13 +163,13 @@ def test_fine_tuning_from_a_run_takes_its_network_and_plans_the_small_folder(tmp
                                   extra={"data.data_dir": str(_folder(tmp_path / "a"))})
     hparams.save_config(source, str(tmp_path / "run"))
     target = _folder(tmp_path / "b", size=(40, 40), per_class=30)
-    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
+    config = run_folder.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(target), "train.ft_init_ckpt": str(tmp_path / "run")})
     assert config.data.augname == "none" and config.train.optimizer == "adamw"  # as from scratch
     assert config.model.blocks == source.model.blocks  # the run's compact network
     assert config.model.stem_stride == source.model.stem_stride
     assert config.train.batch_size == 16 and config.eval.isize == 40  # 81 images of 40 px
-    kept = hparams.build_config("efficientnetv2-b0", "imagefolder", hparam_str="model.stem_stride=1",
+    kept = run_folder.build_config("efficientnetv2-b0", "imagefolder", hparam_str="model.stem_stride=1",
                                 extra={"data.data_dir": str(target),
                                        "train.ft_init_ckpt": str(tmp_path / "run")})
     assert kept.model.stem_stride == 1
@@ -192,7 +192,7 @@ def test_a_run_written_before_newer_keys_still_loads_and_fine_tunes(tmp_path):
     old = run_folder.saved_config(str(tmp_path / "run"))
     assert (old.model.bn_type, old.train.nesterov, old.data.aug_consts_size) == ("bn", True, 224)
     assert hparams.model_arguments(old)[1]["bn_type"] == "bn"
-    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
+    config = run_folder.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(_folder(tmp_path / "b")), "train.ft_init_ckpt": str(tmp_path / "run")})
     assert config.model.blocks == source.model.blocks
 
@@ -202,7 +202,7 @@ def test_fine_tuning_from_a_named_models_run_takes_its_blocks_and_norm(tmp_path)
                                   hparam_str="data.auto=false,model.bn_type=gn")
     assert not source.model.blocks  # B1's own network, by its name
     hparams.save_config(source, str(tmp_path / "run"))
-    config = hparams.build_config("efficientnetv2-b0", "imagefolder", extra={
+    config = run_folder.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(_folder(tmp_path / "b")), "train.ft_init_ckpt": str(tmp_path / "run")})
     from efficientnetv2.families import ARCHITECTURES
 

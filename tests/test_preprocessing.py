@@ -290,3 +290,16 @@ def test_training_crops_encoded_images_as_decoded_ones(augname, kind):
             np.testing.assert_allclose(fused, plain, atol=1e-6)
         else:
             assert difference.max() < 0.1 and difference.mean() < 0.005
+
+
+def test_each_models_registry_normalisation_is_its_own_recipes():
+    """The model registry says how a model's inputs are normalised (preprocess_input and
+    fine-tuning read it); each model config's own recipe normalises the same way."""
+    from efficientnetv2 import hparams
+    from efficientnetv2.families import architecture, model_names, model_normalization
+
+    for name in model_names():
+        assert hparams.build_config(name, "imagenet").data.normalization == \
+            architecture(name).normalization, name
+    custom = hparams.build_config("custom", "imagenet", hparam_str="model.blocks=r1_k3_s1_e1_i16_o16")
+    assert custom.data.normalization == model_normalization(["r1_k3_s1_e1_i16_o16"])
