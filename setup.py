@@ -4,7 +4,8 @@ serving and experiment packages.
 The repository's `datasets/`, `hparams/`, `run_folder/`, `training/`, `serving/` and
 `experiments/` folders install as `efficientnetv2.datasets`, `.hparams`, `.run_folder`,
 `.training`, `.serving` and `.experiments`: nothing is installed under a top-level name such
-as `datasets`, which belongs to Hugging Face.
+as `datasets`, which belongs to Hugging Face. Inside `efficientnetv2/` the same folders are
+links, for editors and type checkers (README, Layout).
 """
 
 from setuptools import setup
@@ -49,7 +50,7 @@ setup(
         # Hugging Face's `datasets` is installed for the test that both packages coexist.
         # tensorflow-hub and tf-keras: the test that loads the exported TF-Hub modules;
         # jax (CPU): the test of the model library on Keras' JAX backend.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "datasets>=3", "ruff>=0.6", "mypy>=1.10",
                  "tensorflow-hub>=0.16", "tf-keras>=2.21,<2.22", "jax[cpu]>=0.4"],
         # LiteRT, the TFLite runtime of phones and boards: experiments/tflite_int8.py
         "litert": ["ai-edge-litert>=2.3"],

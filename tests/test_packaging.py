@@ -36,3 +36,12 @@ def test_no_top_level_datasets_package_is_installed():
     top_level = {str(f).split("/")[0] for f in files}
     assert "datasets" not in top_level and "hparams" not in top_level
     assert importlib.metadata.version("datasets")  # Hugging Face's, installed for this test
+
+
+def test_each_installed_folder_is_linked_inside_the_package():
+    """efficientnetv2/<folder> links to the top-level <folder> that installs as
+    efficientnetv2.<folder> (setup.py), so that an editor or a type checker opening the
+    repository resolves every import as Python does."""
+    for folder in ("datasets", "hparams", "run_folder", "training", "serving", "experiments"):
+        link = os.path.join(ROOT, "efficientnetv2", folder)
+        assert os.path.islink(link) and os.path.samefile(link, os.path.join(ROOT, folder)), folder
