@@ -147,7 +147,9 @@ def run_summary() -> None:
                                lambda: efficientnetv2.get_model(name, classes, **overrides),
                                FLAGS.image_size or config.eval.isize)]
         if FLAGS.model_dir:
-            hparams.save_config(config, FLAGS.model_dir)
+            from efficientnetv2 import run_folder
+
+            run_folder.save_config(config, FLAGS.model_dir)
     print(format_table(summaries))
     print("FLOPs are multiply-adds per image of convolutions and dense layers "
           "(the paper's convention); '= original' compares with the original code's counts.")
@@ -170,7 +172,7 @@ def flag_overrides() -> dict:
 def run_inspect_data() -> None:
     import os
 
-    from efficientnetv2 import hparams
+    from efficientnetv2 import run_folder
     from efficientnetv2.datasets import DataInput
     from efficientnetv2.datasets.inspect import first_batch, throughput, write_grid
     from efficientnetv2.datasets.preprocessing import describe_augmentation
@@ -183,7 +185,7 @@ def run_inspect_data() -> None:
     stage = stages[FLAGS.stage]
     out_dir = FLAGS.model_dir or os.path.join("runs", "inspect", config.data.ds_name)
     os.makedirs(out_dir, exist_ok=True)
-    hparams.save_config(config, out_dir)
+    run_folder.save_config(config, out_dir)
     seed = config.train.seed
     train = DataInput(config.data, config.train.split, True, seed=seed)
     train_ds = train.dataset(max(FLAGS.num_images, 64), stage.image_size, train.augmentation(stage))
@@ -236,7 +238,7 @@ def eval_config():
     --model_dir names a run folder (evaluation sees what training saw), with the eval. keys of
     --hparam_str and --data_dir; the flags' config before training has written one."""
     from efficientnetv2 import run_folder
-    from efficientnetv2.hparams import CONFIG_FILENAME
+    from efficientnetv2.run_folder import CONFIG_FILENAME
 
     folder = FLAGS.model_dir
     if FLAGS.checkpoint:

@@ -181,10 +181,9 @@ def run_ours(folder: str, run_dir: str, seed: int, init: str | None = None,
     if done.returncode or not found:
         sys.exit(f"error: {' '.join(command)} failed; see {run_dir}/stdout.txt")
     plan = re.search(r"^data\.auto: .*$", done.stdout, re.M)
-    import yaml
+    from efficientnetv2 import run_folder
 
-    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-        config = yaml.safe_load(f)
+    config = run_folder.saved_config(run_dir)
     return {"top1": float(found.group(1)), "seconds": seconds, "isize": config["eval"]["isize"],
             "balanced": float(balanced.group(1)) if balanced else None,
             "epochs": config["train"]["epochs"], "plan": plan.group(0) if plan else ""}

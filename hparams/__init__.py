@@ -9,11 +9,9 @@ import os
 from typing import Any
 
 import ml_collections
-import yaml
 
 from efficientnetv2 import OVERRIDES, UserError, resolve_options
 from efficientnetv2.families import architecture, model_normalization
-from efficientnetv2.files import write_text
 
 from .base import base_config
 from .dataset_configs import DATASET_CONFIGS, dataset_config, resolve_dataset_cfg
@@ -32,9 +30,8 @@ __all__ = [
     "CUSTOM", "DATASET_CONFIGS", "apply_overrides", "base_config", "build_config", "dataset_config",
     "user_overrides",
     "flatten", "load_yaml", "loss_type", "model_arguments", "model_config", "parse_hparam_str",
-    "parse_overrides", "parse_value", "save_config",
+    "parse_overrides", "parse_value",
 ]
-CONFIG_FILENAME = "config.yaml"
 LOSS_TYPES = ("softmax", "sigmoid", "custom")
 BEST_METRICS = ("top1", "balanced_accuracy")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -250,11 +247,3 @@ def model_arguments(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, A
         overrides["blocks"] = list(model.blocks)
     name = model.model_name if model.model_name != CUSTOM else list(model.blocks)
     return name, overrides
-
-
-def save_config(config: ml_collections.ConfigDict, directory: str) -> str:
-    """Writes the run's final config as YAML in `directory` (whole or not at all); returns
-    the path."""
-    os.makedirs(directory, exist_ok=True)
-    return write_text(os.path.join(directory, CONFIG_FILENAME),
-                      yaml.safe_dump(config.to_dict(), sort_keys=False))

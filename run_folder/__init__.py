@@ -19,7 +19,7 @@ import efficientnetv2
 from efficientnetv2 import hparams
 from efficientnetv2.errors import UserError, first_line, quoted
 from efficientnetv2.files import write_text
-from efficientnetv2.hparams import CONFIG_FILENAME, model_arguments
+from efficientnetv2.hparams import model_arguments
 from efficientnetv2.hparams.base import base_config
 from efficientnetv2.hparams.overrides import apply_overrides
 
@@ -35,6 +35,17 @@ from .checkpoints import (
 
 CLASSES_FILENAME = "classes.txt"
 SAVED_MODEL = "saved_model.pb"
+
+CONFIG_FILENAME = "config.yaml"  # the run's final config, which reads it back everywhere
+
+
+def save_config(config: ml_collections.ConfigDict, directory: str) -> str:
+    """Writes the run's final config as YAML in `directory` (whole or not at all); returns
+    the path."""
+    os.makedirs(directory, exist_ok=True)
+    return write_text(os.path.join(directory, CONFIG_FILENAME),
+                      yaml.safe_dump(config.to_dict(), sort_keys=False))
+
 
 
 def write_class_names(directory: str, names: list[str]) -> str:

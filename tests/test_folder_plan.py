@@ -48,7 +48,7 @@ def test_a_small_image_folder_gets_its_own_size_a_layout_that_keeps_a_map_and_en
     assert (config.model.dropout_rate, config.model.survival_prob) == (0.0, 1.0)
     assert "54 training images in 3 classes, median shorter side 28px" in config.data.auto_plan
     assert "model.blocks=r1_k3_s1_e1_i32_o16_c1|" in config.data.auto_plan
-    hparams.save_config(config, str(tmp_path / "run"))
+    run_folder.save_config(config, str(tmp_path / "run"))
     with open(tmp_path / "run" / "config.yaml", encoding="utf-8") as f:
         saved = yaml.safe_load(f)
     assert saved["eval"]["isize"] == 28 and saved["model"]["blocks"] == config.model.blocks
@@ -152,7 +152,7 @@ def test_fine_tuning_from_a_run_takes_the_runs_normalisation(tmp_path):
     source = hparams.build_config("efficientnetv2-b0", "fashion_mnist")  # B0: ImageNet mean/std ...
     assert source.data.normalization != hparams.build_config(
         "efficientnetv2-b0", "imagefolderft").data.normalization  # ... where ft has scale_255
-    hparams.save_config(source, str(tmp_path / "run"))
+    run_folder.save_config(source, str(tmp_path / "run"))
     tuned = run_folder.build_config("efficientnetv2-b0", "imagefolder",
                                  hparam_str=f"train.ft_init_ckpt={tmp_path / 'run'}")
     assert tuned.data.normalization == source.data.normalization
@@ -161,7 +161,7 @@ def test_fine_tuning_from_a_run_takes_the_runs_normalisation(tmp_path):
 def test_fine_tuning_from_a_run_takes_its_network_and_plans_the_small_folder(tmp_path):
     source = hparams.build_config("efficientnetv2-b0", "imagefolder",
                                   extra={"data.data_dir": str(_folder(tmp_path / "a"))})
-    hparams.save_config(source, str(tmp_path / "run"))
+    run_folder.save_config(source, str(tmp_path / "run"))
     target = _folder(tmp_path / "b", size=(40, 40), per_class=30)
     config = run_folder.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(target), "train.ft_init_ckpt": str(tmp_path / "run")})
@@ -180,15 +180,13 @@ def test_a_run_written_before_newer_keys_still_loads_and_fine_tunes(tmp_path):
     take their defaults, or what such runs did (Nesterov momentum, relative augmentation)."""
     source = hparams.build_config("efficientnetv2-b0", "imagefolder",
                                   extra={"data.data_dir": str(_folder(tmp_path / "a"))})
-    hparams.save_config(source, str(tmp_path / "run"))
+    run_folder.save_config(source, str(tmp_path / "run"))
     path = tmp_path / "run" / "config.yaml"
     saved = yaml.safe_load(path.read_text())
     for section, key in (("model", "bn_type"), ("model", "headbias"), ("train", "nesterov"),
                          ("data", "aug_consts_size")):
         del saved[section][key]
     path.write_text(yaml.safe_dump(saved))
-    from efficientnetv2 import run_folder
-
     old = run_folder.saved_config(str(tmp_path / "run"))
     assert (old.model.bn_type, old.train.nesterov, old.data.aug_consts_size) == ("bn", True, 224)
     assert hparams.model_arguments(old)[1]["bn_type"] == "bn"
@@ -201,7 +199,7 @@ def test_fine_tuning_from_a_named_models_run_takes_its_blocks_and_norm(tmp_path)
     source = hparams.build_config("efficientnetv2-b1", "imagefolder",
                                   hparam_str="data.auto=false,model.bn_type=gn")
     assert not source.model.blocks  # B1's own network, by its name
-    hparams.save_config(source, str(tmp_path / "run"))
+    run_folder.save_config(source, str(tmp_path / "run"))
     config = run_folder.build_config("efficientnetv2-b0", "imagefolder", extra={
         "data.data_dir": str(_folder(tmp_path / "b")), "train.ft_init_ckpt": str(tmp_path / "run")})
     from efficientnetv2.families import ARCHITECTURES

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 import efficientnetv2
-from efficientnetv2 import UserError, hparams
+from efficientnetv2 import UserError, hparams, run_folder
 from efficientnetv2.hparams import parse_value
 
 
@@ -161,7 +161,7 @@ def test_yaml_is_safe_loaded(tmp_path):
 
 def test_saved_config_reloads_to_the_same_config(tmp_path):
     config = hparams.build_config("efficientnetv2-b0", "cifar10ft", hparam_str="train.epochs=2")
-    path = hparams.save_config(config, str(tmp_path / "run"))
+    path = run_folder.save_config(config, str(tmp_path / "run"))
     assert yaml.safe_load(open(path)) == config.to_dict()
     again = hparams.build_config("efficientnetv2-b0", "cifar10ft", config_file=path)
     assert again.to_dict() == config.to_dict()

@@ -125,13 +125,13 @@ def test_rmsprop_steps_equal_the_formula(start):
 def test_rmsprop_starts_as_the_original_and_older_runs_as_they_ran(tmp_path):
     """The default is the original's start; a run folder written before the key trained
     with Keras' zero start and reads back so."""
-    from efficientnetv2 import hparams
+    from efficientnetv2 import run_folder
     from efficientnetv2.run_folder import saved_config
 
     assert data_config("imagenet").train.rmsprop_ms_init == 1.0
     config = data_config("imagenet")
     del config.train["rmsprop_ms_init"]
-    hparams.save_config(config, str(tmp_path))
+    run_folder.save_config(config, str(tmp_path))
     assert saved_config(str(tmp_path)).train.rmsprop_ms_init == 0.0
 
 

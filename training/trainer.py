@@ -205,7 +205,7 @@ class Trainer(Evaluator):
         run_folder.check_resumable(self.model_dir, config, self.class_names)
         restored = self.checkpoints.restore_latest(self._log)  # before writing anything: a mismatch
         if self.chief:                                  # must leave the folder as it was
-            hparams.save_config(config, self.model_dir)
+            run_folder.save_config(config, self.model_dir)
             run_folder.write_class_names(self.model_dir, self.class_names)
         start = self.step
         if restored:
