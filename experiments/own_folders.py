@@ -127,15 +127,17 @@ def build_glyphs(root: str, train_per_class: int, val_per_class: int) -> None:
 
 
 def imbalanced(root: str, factor: float = 10.0) -> None:
-    """Prunes train/'s class folders so that class i of C keeps n * factor^(-i / (C - 1)) of
-    its n images: the first class `factor` times the last (validation stays balanced)."""
-    classes = sorted(os.listdir(os.path.join(root, "train")))
-    for index, name in enumerate(classes):
-        folder = os.path.join(root, "train", name)
-        files = sorted(os.listdir(folder))
-        keep = max(1, round(len(files) * factor ** (-index / max(1, len(classes) - 1))))
-        for file in files[keep:]:
-            os.remove(os.path.join(folder, file))
+    """Prunes the class folders of train/ and val/ so that class i of C keeps
+    n * factor^(-i / (C - 1)) of its n images: the first class `factor` times the last, in
+    validation as in training (as a user's folder split at random would be)."""
+    for split in ("train", "val"):
+        classes = sorted(os.listdir(os.path.join(root, split)))
+        for index, name in enumerate(classes):
+            folder = os.path.join(root, split, name)
+            files = sorted(os.listdir(folder))
+            keep = max(1, round(len(files) * factor ** (-index / max(1, len(classes) - 1))))
+            for file in files[keep:]:
+                os.remove(os.path.join(folder, file))
 
 
 def _then_imbalanced(build):
@@ -151,12 +153,12 @@ FOLDERS = {
     "fmnist_colour": lambda root, args: build_fashion_colour(root, args.fashion_dir, 2000, 500),
     "glyphs": lambda root, args: build_glyphs(root, 100, 25),
     "glyphs_300": lambda root, args: build_glyphs(root, 15, 25),
-    # imbalanced: the first class 10x the last (geometric in between), validation balanced
-    "fmnist_imb": _then_imbalanced(lambda root, args: build_fashion(root, args.fashion_dir, 2200, 1000)),
-    "glyphs_imb": _then_imbalanced(lambda root, args: build_glyphs(root, 100, 25)),
+    # imbalanced: the first class 10x the last (geometric in between), validation alike
+    "fmnist_imb": _then_imbalanced(lambda root, args: build_fashion(root, args.fashion_dir, 2200, 2000)),
+    "glyphs_imb": _then_imbalanced(lambda root, args: build_glyphs(root, 100, 50)),
     # sides of 48 to 256 px
     "colour_imb": _then_imbalanced(lambda root, args: build_fashion_colour(
-        root, args.fashion_dir, 2000, 500, sides=(48, 256))),
+        root, args.fashion_dir, 2000, 1000, sides=(48, 256))),
 }
 IMBALANCED = ("fmnist_imb", "glyphs_imb", "colour_imb")
 
