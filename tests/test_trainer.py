@@ -557,10 +557,12 @@ def test_an_image_removed_after_the_folder_scan_stops_in_one_line(tmp_path):
 
 
 def test_the_gpu_projection_follows_the_measured_h200_rates():
-    v2s_300 = reporting.V2S_MULTIPLY_ADDS_300
-    assert reporting.gpu_images_per_sec(300, v2s_300) == pytest.approx(2460)
-    assert reporting.gpu_images_per_sec(128, v2s_300 * (128 / 300) ** 2) == pytest.approx(4080)
-    assert reporting.gpu_images_per_sec(300, v2s_300 / 2) == pytest.approx(4920)  # half the work
+    from efficientnetv2.training import gpu_projection
+
+    v2s_300 = gpu_projection.V2S_MULTIPLY_ADDS_300
+    assert gpu_projection.gpu_images_per_sec(300, v2s_300) == pytest.approx(2460)
+    assert gpu_projection.gpu_images_per_sec(128, v2s_300 * (128 / 300) ** 2) == pytest.approx(4080)
+    assert gpu_projection.gpu_images_per_sec(300, v2s_300 / 2) == pytest.approx(4920)  # half the work
 
 
 def test_the_originals_model_options_train_evaluate_and_keep_hourly_checkpoints(data_dir, tmp_path):

@@ -27,7 +27,7 @@ from efficientnetv2.datasets.preprocessing import describe_augmentation, describ
 from efficientnetv2.errors import UserError, first_line
 from efficientnetv2.run_folder import checkpoints
 
-from . import optimization, reporting
+from . import gpu_projection, optimization, reporting
 from .evaluator import EvalResult, Evaluator, top_k_hits
 from .progressive import StepPlan, num_stages
 from .schedules import learning_rate_schedule, weight_decay
@@ -369,14 +369,14 @@ class Trainer(Evaluator):
 
     def _run_estimate(self, stage, seconds_per_step: float, steps_left: int) -> str:
         """The run's time left at this stage's step time; on a CPU, when hours, what one GPU
-        would take by the rates measured on an H200 (reporting.gpu_images_per_sec)."""
+        would take by the rates measured on an H200 (gpu_projection.py)."""
         left = seconds_per_step * steps_left
         line = (f"estimated time left here: {reporting.duration(left)} ({steps_left:,} steps at "
                 f"{seconds_per_step:.2f} s/step, {stage.image_size}px)")
         if left >= 3600 and not tf.config.list_physical_devices("GPU"):
             from efficientnetv2.flops import count_multiply_adds
 
-            rate = reporting.gpu_images_per_sec(stage.image_size,
+            rate = gpu_projection.gpu_images_per_sec(stage.image_size,
                                                 count_multiply_adds(self.model, stage.image_size))
             images = steps_left * self.config.train.batch_size
             line += (f"; one GPU would take about {reporting.duration(images / rate)} "
