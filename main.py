@@ -243,11 +243,8 @@ def eval_config():
     folder = FLAGS.model_dir
     if FLAGS.checkpoint:
         folder = run_folder.folder_of(run_folder.resolve_checkpoint(FLAGS.checkpoint))
-    if (folder and os.path.isdir(folder) and not run_folder.is_run(folder)
-            and run_folder.has_checkpoints(folder)):
-        raise UserError(f"{folder} holds checkpoints but not the {CONFIG_FILENAME} its run wrote; "
-                        "put it back (evaluation needs the run's settings)")
-    if not folder or not run_folder.is_run(folder):
+    folder = run_folder.run_to_evaluate(folder)
+    if folder is None:
         config = build_config()
         return config, model_dir(config)
     data_dir = {"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {}

@@ -145,6 +145,19 @@ def build_config(model_name: str = "efficientnetv2-s", dataset_cfg: str = "image
                                 initial_run=run)
 
 
+def run_to_evaluate(folder: str | None) -> str | None:
+    """`folder` when it is a run folder, whose saved config evaluation uses; None when there
+    is none there yet; a UserError for checkpoints without the config.yaml their run wrote."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    if is_run(folder):
+        return folder
+    if has_checkpoints(folder):
+        raise UserError(f"{folder} holds checkpoints but not the {CONFIG_FILENAME} its run wrote; "
+                        "put it back (evaluation needs the run's settings)")
+    return None
+
+
 def run_config(checkpoint: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     """The saved config of a checkpoint's run, with `overrides` (see saved_config)."""
     return saved_config(folder_of(checkpoint), overrides)
