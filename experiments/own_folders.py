@@ -274,8 +274,8 @@ def main() -> None:
                         help="instead: train each folder with this recipe file (no peer), "
                              "to compare with the default's table")
     parser.add_argument("--imbalance", action="store_true",
-                        help="instead: on the imbalanced folders, the defaults (class-weighted) "
-                             "against train.class_weights=none and against the peer")
+                        help="instead: on the imbalanced folders, the defaults against "
+                             "train.class_weights=balanced and against the peer")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: one peer run
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
@@ -291,9 +291,7 @@ def main() -> None:
     rows = ["| folder | seed | size | ours top-1 | ours s | epochs | peer top-1 | peer s | "
             "peer epochs | gain |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in args.folders:
-        folder = os.path.join(args.root, name)
-        if not os.path.isdir(os.path.join(folder, "train")):
-            FOLDERS[name](folder, args)
+        folder = built(name, args)
         for seed in args.seeds:
             run_dir = os.path.join(args.root, "runs", f"{name}-s{seed}")
             ours = run_ours(folder, run_dir, seed)
@@ -308,30 +306,36 @@ def main() -> None:
     print("\n".join(rows))
 
 
+def built(name: str, args) -> str:
+    """The folder `name` under `args.root`, built the first time."""
+    folder = os.path.join(args.root, name)
+    if not os.path.isdir(os.path.join(folder, "train")):
+        FOLDERS[name](folder, args)
+    return folder
+
+
 def imbalance(args) -> None:
-    """Per imbalanced folder and seed: top-1 and balanced accuracy of the defaults (data.auto
-    weighs the classes), of the same without class weights, and of the peer in the defaults'
-    time. Seeds outermost, so that the first seed of every folder comes first."""
-    rows = ["| folder | seed | size | weighted top-1 | balanced | s | unweighted top-1 | balanced "
+    """Per imbalanced folder and seed: top-1 and balanced accuracy of the defaults, of the
+    same with class-weighted loss (train.class_weights=balanced), and of the peer in the
+    defaults' time. Seeds outermost, so that the first seed of every folder comes first."""
+    rows = ["| folder | seed | size | defaults top-1 | balanced | s | weighted top-1 | balanced "
             "| s | peer top-1 | balanced |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
             "| ---: | ---: | ---: |"]
     folders = [name for name in args.folders if name in IMBALANCED] or list(IMBALANCED)
+    runs = os.path.join(args.root, "runs")
     for seed in args.seeds:
         for name in folders:
-            folder = os.path.join(args.root, name)
-            if not os.path.isdir(os.path.join(folder, "train")):
-                FOLDERS[name](folder, args)
-            runs = os.path.join(args.root, "runs")
+            folder = built(name, args)
             ours = run_ours(folder, os.path.join(runs, f"{name}-s{seed}"), seed)
             print(ours["plan"], flush=True)
-            plain = run_ours(folder, os.path.join(runs, f"{name}-none-s{seed}"), seed,
-                             extra="train.class_weights=none")
+            weighted = run_ours(folder, os.path.join(runs, f"{name}-weighted-s{seed}"), seed,
+                                extra="train.class_weights=balanced")
             theirs = run_peer(folder, ours["isize"], ours["seconds"], seed,
                               os.path.join(runs, f"{name}-s{seed}-peer.txt"))
             rows.append(f"| {name} | {seed} | {ours['isize']} | {100 * ours['top1']:.2f} | "
                         f"{100 * ours['balanced']:.2f} | {ours['seconds']:.0f} | "
-                        f"{100 * plain['top1']:.2f} | {100 * plain['balanced']:.2f} | "
-                        f"{plain['seconds']:.0f} | {100 * theirs['top1']:.2f} | "
+                        f"{100 * weighted['top1']:.2f} | {100 * weighted['balanced']:.2f} | "
+                        f"{weighted['seconds']:.0f} | {100 * theirs['top1']:.2f} | "
                         f"{100 * theirs['balanced']:.2f} |")
             print(rows[-1], flush=True)
     print("\n".join(rows))
@@ -342,9 +346,7 @@ def with_recipe(args) -> None:
     recipe = os.path.splitext(os.path.basename(args.config_file))[0]
     rows = ["| folder | seed | size | top-1 | s | epochs |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name in args.folders:
-        folder = os.path.join(args.root, name)
-        if not os.path.isdir(os.path.join(folder, "train")):
-            FOLDERS[name](folder, args)
+        folder = built(name, args)
         for seed in args.seeds:
             run = run_ours(folder, os.path.join(args.root, "runs", f"{name}-{recipe}-s{seed}"), seed,
                            config_file=os.path.abspath(args.config_file))
@@ -357,13 +359,10 @@ def with_recipe(args) -> None:
 def finetune(args) -> None:
     """Fine-tuning `args.finetune_from` on 300 glyphs against the same network from scratch
     (the run's blocks and stem), both with the defaults the folder gets."""
-    import yaml
+    from efficientnetv2 import run_folder
 
-    folder = os.path.join(args.root, "glyphs_300")
-    if not os.path.isdir(os.path.join(folder, "train")):
-        FOLDERS["glyphs_300"](folder, args)
-    with open(os.path.join(args.finetune_from, "config.yaml"), encoding="utf-8") as f:
-        network = yaml.safe_load(f)["model"]
+    folder = built("glyphs_300", args)
+    network = run_folder.saved_config(args.finetune_from).model
     rows = ["| seed | fine-tuned top-1 | s | from scratch top-1 | s | gain |",
             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for seed in args.seeds:
