@@ -229,7 +229,7 @@ def run_train() -> None:
     trainer = on_strategy(Trainer, build_config())
     trainer.trace_dir = FLAGS.trace_file
     result = trainer.train(eval_every_epoch=FLAGS.mode == "traineval")
-    print(f"final: {scores(result)}, loss {result.loss:.4f} "
+    print(f"final: {result.scores()}, loss {result.loss:.4f} "
           f"at step {result.step}; checkpoints in {trainer.model_dir}")
 
 
@@ -247,10 +247,9 @@ def eval_config():
     if folder is None:
         config = build_config()
         return config, model_dir(config)
-    data_dir = {"data.data_dir": FLAGS.data_dir} if FLAGS.data_dir else {}
-    runtime = {key: value for key, value in flag_overrides().items()
-               if key.startswith("runtime.") and value is not None}
-    config = run_folder.saved_config(folder, eval_overrides() | data_dir | runtime)
+    kept = {key: value for key, value in flag_overrides().items()  # --data_dir, runtime flags
+            if value is not None and key.startswith(("data.", "runtime."))}
+    config = run_folder.saved_config(folder, eval_overrides() | kept)
     print(f"evaluating with the run's saved config ({os.path.join(folder, CONFIG_FILENAME)})")
     return config, folder
 
@@ -263,7 +262,7 @@ def run_eval() -> None:
 
     if using_weights():
         result = on_strategy(Evaluator, build_config()).evaluate_weights(FLAGS.weights)
-        print(f"{FLAGS.weights}: {scores(result)}, loss {result.loss:.4f}")
+        print(f"{FLAGS.weights}: {result.scores()}, loss {result.loss:.4f}")
         return
     config, directory = eval_config()
     if FLAGS.checkpoint:
@@ -275,7 +274,7 @@ def run_eval() -> None:
         path = run_folder.resolve_checkpoint(path)
         evaluator = evaluator or on_strategy(Evaluator, config, directory)
         result = evaluator.evaluate_checkpoint(path)
-        print(f"{path}: {scores(result)}, loss {result.loss:.4f}")
+        print(f"{path}: {result.scores()}, loss {result.loss:.4f}")
         if not run_folder.is_run(directory) or not evaluator.chief:
             continue
         write_eval_summary(directory, FLAGS.eval_name, result)
@@ -288,13 +287,6 @@ def run_eval() -> None:
         raise UserError(f"no checkpoint in {directory}" + (
             f" after waiting {FLAGS.eval_timeout:g}s" if FLAGS.eval_timeout else "")
             + "; train first or pass --model_dir / --checkpoint")
-
-
-def scores(result) -> str:
-    """An evaluation's top-1, balanced accuracy (single-label data) and top-5, as printed."""
-    balanced = (f", balanced accuracy {result.balanced_accuracy:.4f}"
-                if result.balanced_accuracy is not None else "")
-    return f"top-1 {result.top1:.4f}{balanced}, top-5 {result.top5:.4f}"
 
 
 def eval_overrides() -> dict:

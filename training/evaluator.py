@@ -44,6 +44,12 @@ class EvalResult:
     # mean per-class recall over the classes the eval split holds (single-label data)
     balanced_accuracy: float | None = None
 
+    def scores(self) -> str:
+        """Top-1, the balanced accuracy (single-label data) and top-5, as the lines print them."""
+        balanced = (f", balanced accuracy {self.balanced_accuracy:.4f}"
+                    if self.balanced_accuracy is not None else "")
+        return f"top-1 {self.top1:.4f}{balanced}, top-5 {self.top5:.4f}"
+
     def score(self, metric: str) -> float:
         """The figure `eval.best_metric` names: top1, or balanced_accuracy (top-1 where the
         data is multi-label)."""
@@ -277,10 +283,8 @@ class Evaluator:
                                             f", this stage's size; the final eval is at "
                                             f"{self.config.eval.isize}px")
         labelled = "".join(f", {name} {value:.4f}" for name, value in (result.multilabel or {}).items())
-        balanced = (f", balanced accuracy {result.balanced_accuracy:.4f}"
-                    if result.balanced_accuracy is not None else "")
-        self._log(f"eval at step {result.step} ({where}): top-1 {result.top1:.4f}{balanced}, "
-                  f"top-5 {result.top5:.4f}, loss {result.loss:.4f}{labelled} ({result.count} "
+        self._log(f"eval at step {result.step} ({where}): {result.scores()}, "
+                  f"loss {result.loss:.4f}{labelled} ({result.count} "
                   f"images, {result.seconds:.1f}s)")
         if result.confusion is not None and final_size:
             names = run_folder.names_or_ids(self.class_names, self.num_classes)
